@@ -1,0 +1,28 @@
+# The README's commands. Each installs what it needs, so they work on a fresh machine.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install system-deps collector test lint bench demo collector-run
+
+install:
+	$(PIP) install -q -e ".[dev]"
+
+# Debian servers the tests run for real: Redis, PostgreSQL, Prometheus/promtool, Alertmanager/amtool.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+collector:
+	bash collector/build.sh
+
+test: install system-deps collector
+	$(PYTHON) -m pytest
+
+lint: install
+	$(PYTHON) -m ruff check otel_trader tests benchmarks
+	$(PYTHON) -m mypy
+
+bench: install
+	$(PYTHON) benchmarks/overhead.py
+
+demo: install
+	$(PYTHON) -m otel_trader.demo

@@ -1,0 +1,41 @@
+"""Auto-instrumentation, one module per library; each is used only when its library imports."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..settings import TelemetryConfig
+
+__all__ = ["instrument_libraries"]
+
+logger = logging.getLogger("otel_trader")
+
+#: integration name → (module that must be importable, our integration module)
+_LIBRARIES = {
+    "httpx": ("httpx", "httpx"),
+    "sqlalchemy": ("sqlalchemy", "sqlalchemy"),
+    "redis": ("redis", "redis"),
+}
+
+
+def instrument_libraries(
+    config: TelemetryConfig, tracer_provider: Any, meter_provider: Any
+) -> list[Callable[[], None]]:
+    """Instrument every enabled, importable library; return the functions that undo it."""
+    undo: list[Callable[[], None]] = []
+    for name, (library, module) in _LIBRARIES.items():
+        if not config.integration_enabled(name):
+            continue
+        try:
+            importlib.import_module(library)
+        except ImportError:
+            continue
+        try:
+            integration = importlib.import_module(f"{__name__}.{module}")
+            undo.append(integration.instrument(tracer_provider, meter_provider))
+        except Exception as exc:  # an integration must never take the application down
+            logger.warning("otel-trader: could not instrument %s: %s", name, exc)
+    return undo

@@ -1,0 +1,35 @@
+"""httpx client spans with W3C context propagation to downstream services, URLs redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..redaction import redact_url
+
+__all__ = ["instrument"]
+
+
+def _redact(span: Any, request: Any) -> None:
+    # The instrumentation has already set the URL attribute; overwrite it with secrets removed.
+    if span.is_recording():
+        url = redact_url(str(request.url))
+        span.set_attribute("url.full", url)
+
+
+async def _redact_async(span: Any, request: Any) -> None:
+    _redact(span, request)
+
+
+def instrument(tracer_provider: Any, meter_provider: Any) -> Callable[[], None]:
+    """Instrument every httpx client (existing and future); return the undo function."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    instrumentor = HTTPXClientInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        request_hook=_redact,
+        async_request_hook=_redact_async,
+    )
+    return instrumentor.uninstrument

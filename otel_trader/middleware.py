@@ -1,0 +1,278 @@
+"""MonitoringMiddleware: pure ASGI; RED metrics, the server span, and the error hook.
+
+Per request it does the least it can: one span (unless FastAPI's native telemetry already
+makes it), one counter add and one histogram record with cached attribute dicts, and the route
+template read from the scope the router filled in. Everything else is prepared once.
+
+Metrics (seed 001's names): ``http_requests_total{method,path,status}`` and
+``http_request_duration_seconds{method,path}`` in seconds, ``path`` being the route template.
+Requests that match no route count under ``path="<unmatched>"``, so a 404 scan cannot create
+series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .redaction import redact_query
+from .tracing import mark_error
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "ErrorHook",
+    "MonitoringMiddleware",
+    "RequestInfo",
+    "UNMATCHED_ROUTE",
+    "route_template",
+]
+
+logger = logging.getLogger("otel_trader")
+
+UNMATCHED_ROUTE = "<unmatched>"
+#: Seconds. OTel's default histogram boundaries (0, 5, 10, … 10000) assume milliseconds.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
+)
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What an error hook learns about the failed request: never headers, cookies, query or body."""
+
+    method: str
+    route: str
+    path: str
+    status: int
+    client: str | None
+    trace_id: str | None
+
+
+#: Called on the request path with the exception and its request; must only enqueue work.
+ErrorHook = Callable[[BaseException, RequestInfo], None]
+
+
+class _AsgiHeaderGetter(Getter[Sequence[tuple[bytes, bytes]]]):
+    """Reads propagation headers straight from the ASGI header list (no Headers object)."""
+
+    def get(self, carrier: Sequence[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = key.lower().encode("latin-1")
+        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
+        if not values:
+            return None
+        if wanted == b"baggage":
+            return [",".join(values)]
+        return values
+
+    def keys(self, carrier: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER = _AsgiHeaderGetter()
+
+
+def route_template(scope: dict[str, Any], root_path: str = "") -> str:
+    """The matched route's template (``/orders/{symbol}``), with any mount prefix; UNMATCHED_ROUTE if none.
+
+    FastAPI's native telemetry resolves included routers and mounts itself; without it the
+    Starlette router leaves the matched route in ``scope["route"]`` and the mount prefix in
+    ``scope["root_path"]``.
+    """
+    native = scope.get("fastapi.telemetry")
+    native_route = getattr(native, "route", None)
+    if native_route:
+        return str(native_route)
+    route = scope.get("route")
+    path_format = getattr(route, "path_format", None)
+    if not path_format:
+        return UNMATCHED_ROUTE
+    if not hasattr(route, "endpoint"):
+        # A Mount of a non-router app (StaticFiles, a prometheus app) is itself the match.
+        return str(path_format)
+    # Routes inside mounted routers carry the mount's path in root_path.
+    return scope.get("root_path", "")[len(root_path) :] + path_format
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``example.com:8080`` → (``example.com``, 8080); ``[::1]:80`` → (``::1``, 80)."""
+    if host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, _, port = host.partition(":")
+    return address, int(port) if port.isdigit() else None
+
+
+class MonitoringMiddleware:
+    """RED metrics, one SERVER span per request, and the error hook, as a pure ASGI middleware.
+
+    ``server_span=False`` leaves the span to FastAPI's native telemetry (which then is the
+    current span here, and gets the exception recorded on it).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        server_span: bool = True,
+        excluded_paths: Iterable[str] = ("/metrics", "/health"),
+        error_hooks: Iterable[ErrorHook] = (),
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self.app = app
+        self.server_span = server_span
+        self.error_hooks: list[ErrorHook] = list(error_hooks)
+        prefixes = tuple(p.rstrip("/") for p in excluded_paths if p.strip("/"))
+        self._excluded_exact = frozenset(prefixes)
+        self._excluded_prefixes = tuple(p + "/" for p in prefixes)
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
+            "otel_trader.http", schema_url=_SCHEMA_URL
+        )
+        self._requests = meter.create_counter(
+            "http_requests_total", unit="{request}", description="Total HTTP requests."
+        )
+        self._duration = meter.create_histogram(
+            "http_request_duration_seconds",
+            unit="s",
+            description="HTTP request duration in seconds.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
+            "otel_trader.http", schema_url=_SCHEMA_URL
+        )
+        # (method, route, status) → (counter attributes, histogram attributes). Bounded: routes
+        # are templates, methods are a fixed set, statuses are 3-digit codes.
+        self._labels: dict[tuple[str, str, int], tuple[dict[str, str], dict[str, str]]] = {}
+
+    def add_error_hook(self, hook: ErrorHook) -> None:
+        """Call ``hook(exc, request_info)`` for every unhandled exception."""
+        self.error_hooks.append(hook)
+
+    def _excluded(self, path: str) -> bool:
+        return path in self._excluded_exact or path.startswith(self._excluded_prefixes)
+
+    def _labels_for(self, method: str, route: str, status: int) -> tuple[dict[str, str], dict[str, str]]:
+        key = (method, route, status)
+        labels = self._labels.get(key)
+        if labels is None:
+            labels = (
+                {"method": method, "path": route, "status": str(status)},
+                {"method": method, "path": route},
+            )
+            if len(self._labels) < 10_000:
+                self._labels[key] = labels
+        return labels
+
+    def _start_span(self, scope: dict[str, Any], method: str) -> tuple[Any, object]:
+        headers = scope.get("headers") or ()
+        parent = propagate.extract(headers, getter=_GETTER)
+        scheme = scope.get("scheme", "http")
+        attributes: dict[str, Any] = {"url.scheme": scheme, "http.request.method": method}
+        if scope.get("http_version"):
+            attributes["network.protocol.version"] = scope["http_version"]
+        host = next((v for k, v in headers if k == b"host"), None)
+        if host is not None:
+            address, port = _split_host(host.decode("latin-1"))
+            attributes["server.address"] = address
+            if port is not None or scheme in _DEFAULT_PORTS:
+                attributes["server.port"] = port if port is not None else _DEFAULT_PORTS[scheme]
+        elif scope.get("server"):
+            attributes["server.address"], attributes["server.port"] = scope["server"]
+        attributes["url.path"] = scope["path"]
+        query = scope.get("query_string")
+        if query:
+            attributes["url.query"] = redact_query(query.decode("latin-1"))
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = scope.get("method", "")
+        span = self._tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self._excluded(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "_OTHER"
+        root_path = scope.get("root_path", "")
+        if self.server_span:
+            span, token = self._start_span(scope, method)
+            # Mounted FastAPI sub-apps skip their native telemetry when this key exists, so a
+            # request through a mount still gets one server span and is counted once.
+            scope.setdefault("fastapi.telemetry", None)
+        else:
+            span = token = None
+        status = 0
+
+        async def send_with_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        error: BaseException | None = None
+        start = perf_counter()
+        try:
+            await self.app(scope, receive, send_with_status)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = perf_counter() - start
+            if error is not None and isinstance(error, Exception):
+                status = 500
+            route = route_template(scope, root_path)
+            counter_labels, duration_labels = self._labels_for(method, route, status)
+            self._requests.add(1, counter_labels)
+            self._duration.record(duration, duration_labels)
+            current = span if span is not None else trace.get_current_span()
+            if span is not None:
+                if route != UNMATCHED_ROUTE:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{span.name} {route}")
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                if error is None and (status >= 500 or not status):
+                    span.set_attribute("error.type", str(status) if status else "incomplete_response")
+                    span.set_status(Status(StatusCode.ERROR))
+            if error is not None and isinstance(error, Exception):
+                mark_error(current, error)
+                self._report(error, scope, method, route, current)
+            if span is not None:
+                span.end()
+                otel_context.detach(token)  # type: ignore[arg-type]
+
+    def _report(self, exc: Exception, scope: dict[str, Any], method: str, route: str, span: Any) -> None:
+        if not self.error_hooks:
+            return
+        ctx = span.get_span_context()
+        client = scope.get("client")
+        info = RequestInfo(
+            method=method,
+            route=route,
+            path=scope["path"],
+            status=500,
+            client=f"{client[0]}:{client[1]}" if client else None,
+            trace_id=format(ctx.trace_id, "032x") if ctx.is_valid else None,
+        )
+        for hook in self.error_hooks:
+            try:
+                hook(exc, info)
+            except Exception:  # a broken hook must not change the response
+                logger.warning("otel-trader: error hook %r failed", hook, exc_info=True)
+
