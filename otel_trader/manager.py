@@ -337,17 +337,27 @@ def get_telemetry_manager() -> TelemetryManager:
     return _manager
 
 
-def configure(config: TelemetryConfig | None = None, **settings: Any) -> TelemetryManager:
+def configure(
+    config: TelemetryConfig | None = None,
+    *,
+    span_exporter: SpanExporter | None = None,
+    metric_readers: list[MetricReader] | None = None,
+    log_exporter: Any = None,
+    **settings: Any,
+) -> TelemetryManager:
     """Configure telemetry once for this process and return the manager.
 
-    ``configure(service_name="bot", enabled=True)`` overrides the environment; a second call
-    returns the already-configured manager unchanged.
+    ``configure(service_name="bot", enabled=True)`` overrides the environment; the exporter
+    arguments replace the configured exporters (tests, benchmarks). A second call returns the
+    already-configured manager unchanged.
     """
     global _manager
     with _manager_lock:
         if _manager is None or not _manager.configured:
             _manager = TelemetryManager(config or TelemetryConfig(**settings))
-    return _manager.configure()
+    return _manager.configure(
+        span_exporter=span_exporter, metric_readers=metric_readers, log_exporter=log_exporter
+    )
 
 
 def instrument_app(app: Any) -> Any:
