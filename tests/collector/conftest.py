@@ -23,7 +23,7 @@ Fixtures
 
 ``otlp`` (function)
     An :class:`OtlpSender` that sends spans/metrics/logs with the plain OpenTelemetry
-    Python SDK over OTLP/gRPC and flushes before returning.
+    Python SDK over OTLP/gRPC and flushes before returning (``run_id`` tags its resource).
 
 Helper classes
 --------------
@@ -527,26 +527,21 @@ class OtlpSender:
         return MeterProvider(metric_readers=[reader], resource=resource or self.resource())
 
     def send_logs(self, endpoint: str, records: list[dict], resource=None) -> None:
-        """``records``: dicts with body and attributes; emitted through stdlib logging."""
-        import logging
-
+        """``records``: dicts with body and attributes; emitted as WARN through the logs API."""
+        from opentelemetry._logs import LogRecord, SeverityNumber
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+        from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
         provider = LoggerProvider(resource=resource or self.resource())
         provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True)))
-        logger = logging.getLogger(f"tests.collector.{self.run_id}")
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
-        handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
-        logger.addHandler(handler)
+        logger = provider.get_logger("tests.collector")
         try:
             for rec in records:
-                logger.warning(rec["body"], extra=rec.get("attributes", {}))
+                logger.emit(LogRecord(body=rec["body"], attributes=rec.get("attributes", {}),
+                                      severity_text="WARN", severity_number=SeverityNumber.WARN))
             assert provider.force_flush(10_000), "log flush timed out"
         finally:
-            logger.removeHandler(handler)
             provider.shutdown()
 
 
