@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install system-deps collector test lint bench demo collector-run
+.PHONY: install system-deps collector test lint bench demo readme
 
 install:
 	$(PIP) install -q -e ".[dev]"
@@ -26,3 +26,7 @@ bench: install
 
 demo: install
 	$(PYTHON) -m otel_trader.demo
+
+# Regenerates the README's settings table from otel_trader/settings.py.
+readme:
+	$(PYTHON) -m otel_trader.settings README.md

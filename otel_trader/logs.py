@@ -41,7 +41,8 @@ def install_log_export(resource: Any, exporter: Any, level: str, meter_provider:
     """Create a LoggerProvider exporting through ``exporter`` and attach a handler to the root logger."""
     if exporter is None:
         return None
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)

@@ -331,17 +331,17 @@ class OtlpTarget:
         return cls(protocol=protocol, endpoint=endpoint, insecure=insecure)  # type: ignore[arg-type]
 
 
-def _env_names(field: str) -> list[str]:
-    alias = TelemetryConfig.model_fields[field].validation_alias
+def _env_names(field: str, model: type[BaseSettings] | None = None) -> list[str]:
+    alias = (model or TelemetryConfig).model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
         return [str(choice) for choice in alias.choices]
     return [field.upper()]
 
 
-def _field_of(loc: str) -> str:
+def _field_of(loc: str, model: type[BaseSettings] | None = None) -> str:
     # pydantic reports an aliased field under its first alias, not the field name.
-    for name in TelemetryConfig.model_fields:
-        if loc == name or loc in _env_names(name):
+    for name in (model or TelemetryConfig).model_fields:
+        if loc == name or loc in _env_names(name, model):
             return name
     return loc
 
@@ -353,19 +353,31 @@ _ACCEPTED = {
 }
 
 
-def _config_error(exc: ValidationError, kwargs: dict[str, Any]) -> ConfigError:
+def _config_error(
+    exc: ValidationError, kwargs: dict[str, Any], model: type[BaseSettings] | None = None
+) -> ConfigError:
+    """A ConfigError naming variable (or argument), value and what is accepted, for any settings class."""
+    model = model or TelemetryConfig
     lines = []
     for err in exc.errors():
-        field = _field_of(str(err["loc"][0]) if err["loc"] else "")
-        names = _env_names(field) if field in TelemetryConfig.model_fields else [field]
+        field = _field_of(str(err["loc"][0]) if err["loc"] else "", model)
+        names = _env_names(field, model) if field in model.model_fields else [field]
         if field in kwargs:
             source = f"argument {field}"
         else:
             present = {k.upper() for k in os.environ}
             source = next((n for n in names if n.upper() in present), names[0])
         accepted = _ACCEPTED.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}={err.get('input')!r} is not valid: {accepted}")
+        value = err.get("input")
+        # A secret (a bot token) must not end up in a traceback or a log line.
+        shown = "'<hidden>'" if _is_secret(model, field) and value is not None else repr(value)
+        lines.append(f"{source}={shown} is not valid: {accepted}")
     return ConfigError("; ".join(lines))
+
+
+def _is_secret(model: type[BaseSettings], field: str) -> bool:
+    info = model.model_fields.get(field)
+    return info is not None and "SecretStr" in str(info.annotation)
 
 
 def _type_text(annotation: Any) -> str:
@@ -384,11 +396,12 @@ def _type_text(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def settings_table_markdown() -> str:
-    """The README's settings table, derived from :class:`TelemetryConfig`."""
+def settings_table_markdown(model: type[BaseSettings] | None = None) -> str:
+    """The README's settings table, derived from :class:`TelemetryConfig` (or another settings class)."""
+    model = model or TelemetryConfig
     rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
-    for name, field in TelemetryConfig.model_fields.items():
-        env = " / ".join(f"`{n}`" for n in _env_names(name))
+    for name, field in model.model_fields.items():
+        env = " / ".join(f"`{n}`" for n in _env_names(name, model))
         annotation = _type_text(field.annotation)
         if field.default_factory is not None:
             default: Any = field.default_factory()  # type: ignore[call-arg]
@@ -398,3 +411,27 @@ def settings_table_markdown() -> str:
         default_text = "" if default in (None, "", {}) else f"`{str(default).lower() if isinstance(default, bool) else default}`"
         rows.append(f"| {env} | {annotation} | {default_text} | {field.description} |")
     return "\n".join(rows)
+
+
+_BEGIN, _END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the settings table between the README's markers; True when the file changed."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    head, _, rest = text.partition(_BEGIN)
+    _, _, tail = rest.partition(_END)
+    if not rest:
+        raise SystemExit(f"{path} has no {_BEGIN} marker")
+    new = f"{head}{_BEGIN}\n{settings_table_markdown()}\n{_END}{tail}"
+    if new != text:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m otel_trader.settings README.md
+    import sys
+
+    update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")

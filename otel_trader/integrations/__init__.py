@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,10 @@ def instrument_libraries(
     config: TelemetryConfig, tracer_provider: Any, meter_provider: Any
 ) -> list[Callable[[], None]]:
     """Instrument every enabled, importable library; return the functions that undo it."""
+    # Stable HTTP semantic conventions (url.full, http.request.method, …) for client spans, the
+    # same as our server spans; contrib still defaults to the old ones. Read once, at the first
+    # instrumentation, so it is set before any; a user's own choice is kept.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     undo: list[Callable[[], None]] = []
     for name, (library, module) in _LIBRARIES.items():
         if not config.integration_enabled(name):

@@ -10,11 +10,17 @@ from ..redaction import redact_url
 __all__ = ["instrument"]
 
 
+_URL_ATTRIBUTES = ("url.full", "http.url")  # stable and old semantic conventions
+
+
 def _redact(span: Any, request: Any) -> None:
     # The instrumentation has already set the URL attribute; overwrite it with secrets removed.
     if span.is_recording():
         url = redact_url(str(request.url))
-        span.set_attribute("url.full", url)
+        attributes = getattr(span, "attributes", None) or {}
+        for key in _URL_ATTRIBUTES:
+            if key in attributes:
+                span.set_attribute(key, url)
 
 
 async def _redact_async(span: Any, request: Any) -> None:
