@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .settings import TelemetryConfig
@@ -82,7 +83,7 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
         if not target.insecure:
             import grpc
 
-            ca = open(config.otlp_certificate, "rb").read() if config.otlp_certificate else None
+            ca = Path(config.otlp_certificate).read_bytes() if config.otlp_certificate else None
             credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         common: dict[str, Any] = dict(
             endpoint=target.endpoint,

@@ -10,6 +10,7 @@ endpoint shows them too and ``/metrics`` never lists a name twice.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 __all__ = ["MetricsEndpoint", "build_prometheus_reader"]
@@ -28,10 +29,8 @@ def _remove_default_collectors(registry: Any) -> None:
         prometheus_client.GC_COLLECTOR,
         prometheus_client.PLATFORM_COLLECTOR,
     ):
-        try:
+        with contextlib.suppress(KeyError):  # already removed by the application
             registry.unregister(collector)
-        except KeyError:  # already removed by the application
-            pass
     _defaults_removed = True
 
 
