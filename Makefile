@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install system-deps collector test lint bench demo readme
+.PHONY: install system-deps collector old-fastapi test lint bench demo readme
 
 install:
 	$(PIP) install -q -e ".[dev]"
@@ -14,7 +14,11 @@ system-deps:
 collector:
 	bash collector/build.sh
 
-test: install system-deps collector
+# A FastAPI without native telemetry (< 0.142), for tests/core/test_old_fastapi.py.
+old-fastapi:
+	test -d .tmp/old-fastapi/fastapi || $(PIP) install -q --no-deps --target .tmp/old-fastapi "fastapi==0.115.14" "starlette==0.46.2"
+
+test: install system-deps collector old-fastapi
 	$(PYTHON) -m pytest
 
 lint: install

@@ -13,6 +13,7 @@ series.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -94,6 +95,8 @@ def route_template(scope: dict[str, Any], root_path: str = "") -> str:
     if native_route:
         return str(native_route)
     route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        route = _route_for_endpoint(scope)
     path_format = getattr(route, "path_format", None)
     if not path_format:
         return UNMATCHED_ROUTE
@@ -102,6 +105,40 @@ def route_template(scope: dict[str, Any], root_path: str = "") -> str:
         return str(path_format)
     # Routes inside mounted routers carry the mount's path in root_path.
     return scope.get("root_path", "")[len(root_path) :] + path_format
+
+
+_endpoint_routes: weakref.WeakKeyDictionary[Any, dict[Any, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _route_for_endpoint(scope: dict[str, Any]) -> Any:
+    """Starlette < 0.47 does not record the matched route; find it from the endpoint it does record.
+
+    The endpoint → routes map is built once per app; only an endpoint shared by several routes
+    costs a ``matches()`` per candidate.
+    """
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    if router is None:
+        return None
+    try:
+        by_endpoint = _endpoint_routes[app]
+    except KeyError:
+        by_endpoint = {}
+        for candidate in getattr(router, "routes", ()):
+            endpoint = getattr(candidate, "endpoint", None)
+            if endpoint is not None:
+                by_endpoint.setdefault(endpoint, []).append(candidate)
+        _endpoint_routes[app] = by_endpoint
+    candidates = by_endpoint.get(scope["endpoint"], ())
+    if len(candidates) == 1:
+        return candidates[0]
+    from starlette.routing import Match
+
+    probe = dict(scope, path=scope.get("path", ""))
+    for candidate in candidates:
+        if candidate.matches(probe)[0] == Match.FULL:
+            return candidate
+    return None
 
 
 def _split_host(host: str) -> tuple[str, int | None]:

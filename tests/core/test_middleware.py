@@ -14,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import otel_trader
 from otel_trader.middleware import RequestInfo
 
+#: FastAPI ≥ 0.142 ships native telemetry; tests/core/test_old_fastapi.py runs this file on 0.115.
+HAS_NATIVE = hasattr(FastAPI(), "_native_telemetry")
+
 
 def make_app() -> FastAPI:
     app = FastAPI()
@@ -268,8 +271,11 @@ def test_operation_spans_switch_hands_server_span_to_native_fastapi(telemetry):
     spans = telemetry.finished_spans()
     servers = [s for s in spans if s.kind == SpanKind.SERVER]
     assert sorted(s.name for s in servers) == ["GET /boom", "POST /orders/{symbol}"]
-    assert {s.instrumentation_scope.name for s in servers} == {"fastapi"}
-    assert {"fastapi.endpoint", "fastapi.serialization"} <= {s.name for s in spans}
+    if HAS_NATIVE:
+        assert {s.instrumentation_scope.name for s in servers} == {"fastapi"}
+        assert {"fastapi.endpoint", "fastapi.serialization"} <= {s.name for s in spans}
+    else:  # no native telemetry to hand the span to: ours makes it, still exactly one
+        assert {s.instrumentation_scope.name for s in servers} == {"otel_trader.http"}
     boom = next(s for s in servers if s.name == "GET /boom")
     assert boom.status.status_code == StatusCode.ERROR
     assert [e for e in boom.events if e.name == "exception"], "the exception is recorded on the native span"
@@ -278,6 +284,7 @@ def test_operation_spans_switch_hands_server_span_to_native_fastapi(telemetry):
     assert "http_server_request_duration_seconds" not in text
 
 
+@pytest.mark.skipif(not HAS_NATIVE, reason="FastAPI < 0.142 has no native span to compare with")
 def test_our_server_span_matches_native_fastapi_span(telemetry):
     """Same request through native FastAPI telemetry and through our middleware: same meaning."""
     from otel_trader.integrations.fastapi import instrument_fastapi
