@@ -7,8 +7,10 @@ and nothing leaves loopback.
 Fixtures
 --------
 ``otelcol_binary`` (session)
-    Path of the built binary. Calls ``collector/build.sh`` once (instant when the binary is
-    up to date); a failed build FAILS the session, it is never skipped.
+    Path of the built binary. ``collector/build.sh`` runs once per session, right after
+    collection when any test here is selected (so a slow first build does not count against
+    a test's timeout); instant when the binary is up to date. A failed build FAILS every test
+    that needs the binary; it is never skipped.
 
 ``fleet`` (function) / ``module_fleet`` (module)
     A :class:`Fleet` that starts collectors and stops all of them at teardown::
@@ -428,20 +430,39 @@ class Fleet:
 # Fixtures
 # ------------------------------------------------------------------------------------
 
+_build_result: tuple[bool, str] | None = None
+
+
+def _build_once() -> tuple[bool, str]:
+    """Run collector/build.sh once per process; remember (ok, report)."""
+    global _build_result
+    if _build_result is None:
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+            ok = r.returncode == 0 and BINARY.is_file()
+            report = (f"collector/build.sh exit {r.returncode} after {time.monotonic() - t0:.0f}s\n"
+                      f"--- stdout ---\n{r.stdout[-5000:]}\n--- stderr ---\n{r.stderr[-5000:]}")
+        except subprocess.TimeoutExpired as e:  # a hung build must fail the run, not hang it
+            ok, report = False, f"collector/build.sh timed out after {e.timeout}s"
+        _build_result = (ok, report)
+    return _build_result
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Build before the first test starts: a first build with empty Go caches takes minutes,
+    # which must not count against the per-test timeout (pytest-timeout covers fixture setup).
+    here = Path(__file__).resolve().parent
+    if any(here in Path(str(item.path)).resolve().parents for item in session.items):
+        _build_once()
+
+
 @pytest.fixture(scope="session")
 def otelcol_binary() -> Path:
-    """Build (or confirm up to date) collector/bin/otelcol-trader once per session."""
-    t0 = time.monotonic()
-    try:
-        r = subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
-    except subprocess.TimeoutExpired as e:  # a hung build must fail the run, not hang it
-        pytest.fail(f"collector/build.sh timed out after {e.timeout}s", pytrace=False)
-    if r.returncode != 0 or not BINARY.is_file():
-        pytest.fail(
-            f"collector/build.sh failed (exit {r.returncode}) after {time.monotonic() - t0:.0f}s\n"
-            f"--- stdout ---\n{r.stdout[-5000:]}\n--- stderr ---\n{r.stderr[-5000:]}",
-            pytrace=False,
-        )
+    """collector/bin/otelcol-trader, built (or confirmed up to date) once per session."""
+    ok, report = _build_once()
+    if not ok:
+        pytest.fail(f"building the collector failed:\n{report}", pytrace=False)
     return BINARY
 
 
