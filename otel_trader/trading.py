@@ -1,0 +1,537 @@
+"""Trading metrics with checked, bounded labels: orders, positions, realized PnL, websockets, rate limits.
+
+Names are the ones seed 001's dashboards and alerts query, plus seed 000's ``trading_*`` set
+(Prometheus exposition; every series also carries OTel's ``otel_scope_*`` labels):
+
+==================================================  =========  ==================================================
+Prometheus name                                     type       labels
+==================================================  =========  ==================================================
+``orders_total``                                    counter    side, status, exchange
+``positions_open``                                  gauge      symbol
+``realized_pnl``                                    gauge      symbol
+``websocket_connections``                           gauge      —
+``rate_limit_requests_total``                       counter    status (allowed, limited)
+``trading_orders_executed_total``                   counter    strategy, side, result
+``trading_current_positions``                       gauge      strategy, symbol
+``trading_execution_duration_seconds_{bucket,…}``   histogram  strategy, exchange; buckets 0.1 0.5 1 2 5 10 s
+``otel_trader_label_overflow_total``                counter    label (symbol, strategy, exchange)
+==================================================  =========  ==================================================
+
+Two of seed 001's names are corrected:
+
+* ``realized_pnl_total`` (a Counter) cannot hold a loss: counters only go up (the SDK drops
+  negative adds) and ``_total`` tells Prometheus the series is monotonic. Realized PnL is the
+  gauge ``realized_pnl{symbol}`` (an observable up-down counter). Its value is the PnL recorded
+  with :func:`add_realized_pnl` since the process started or since the last
+  :func:`reset_realized_pnl` — call that at the day boundary for a daily figure. The seed's
+  daily-loss alert becomes::
+
+      expr: sum(realized_pnl) < -1000          # sum by (job) (...) with several bots
+
+* ``websocket_connections_total`` as the name of a gauge: ``_total`` is reserved for counters;
+  the current number of connections is ``websocket_connections``.
+
+Allowed label values: ``side`` ∈ :data:`SIDES`, ``status`` ∈ :data:`ORDER_STATUSES`, ``result``
+∈ :data:`RESULTS`, rate-limit ``status`` ∈ :data:`RATE_LIMIT_STATUSES` (case-insensitive, stored
+lower-case). Anything else raises :class:`LabelValueError`. ``symbol``, ``strategy`` and
+``exchange`` are free text but bounded: after :data:`DEFAULT_MAX_SYMBOLS` distinct symbols (50
+strategies, 50 exchanges) new values are recorded as ``__other__`` and each such recording adds
+one to ``otel_trader_label_overflow_total{label=...}``. :func:`configure_trading` changes the limits.
+
+Usage::
+
+    from otel_trader import trading
+
+    async with trading.order(strategy="grid", side="buy", exchange="okx", symbol="BTC-USDT") as o:
+        reply = await exchange.place(...)
+        o.set_status("filled" if reply.ok else "rejected")
+    trading.set_open_positions("BTC-USDT", 1, strategy="grid")
+    trading.add_realized_pnl("BTC-USDT", -12.5)
+
+Without a configured MeterProvider every call is a cheap no-op for the counters and histogram;
+positions, PnL and websocket counts are kept in the process and show up once one is installed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from time import perf_counter
+from typing import Any, Generic, TypeVar
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, SpanKind
+
+from .tracing import Operation
+
+__all__ = [
+    "DEFAULT_MAX_SYMBOLS",
+    "EXECUTION_BUCKETS",
+    "ORDER_STATUSES",
+    "OVERFLOW_VALUE",
+    "RATE_LIMIT_STATUSES",
+    "RESULTS",
+    "SIDES",
+    "BoundedLabel",
+    "LabelValueError",
+    "Order",
+    "add_realized_pnl",
+    "configure_trading",
+    "get_open_positions",
+    "get_realized_pnl",
+    "order",
+    "record_order",
+    "record_rate_limit",
+    "reset_realized_pnl",
+    "reset_state",
+    "set_open_positions",
+    "websocket_connection",
+    "websocket_connected",
+    "websocket_disconnected",
+]
+
+SIDES = ("buy", "sell")
+ORDER_STATUSES = ("new", "filled", "partially_filled", "cancelled", "rejected", "expired", "error")
+#: ``trading_orders_executed_total{result}``: the order call succeeded, the exchange refused it,
+#: or it failed (exception / status "error").
+RESULTS = ("success", "rejected", "error")
+RATE_LIMIT_STATUSES = ("allowed", "limited")
+EXECUTION_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+OVERFLOW_VALUE = "__other__"
+DEFAULT_MAX_SYMBOLS = 200
+DEFAULT_MAX_STRATEGIES = 50
+DEFAULT_MAX_EXCHANGES = 50
+#: Longer free-text label values are a bug (an id or a message in a label), not a symbol.
+MAX_LABEL_LENGTH = 64
+
+_METER_NAME = "otel_trader.trading"
+
+
+class LabelValueError(ValueError):
+    """A metric label got a value it does not accept; names the label, the value and what is allowed."""
+
+    def __init__(self, label: str, value: Any, allowed: Iterable[str] | str) -> None:
+        self.label = label
+        self.value = value
+        self.allowed = allowed if isinstance(allowed, str) else tuple(allowed)
+        expected = self.allowed if isinstance(self.allowed, str) else "one of " + ", ".join(self.allowed)
+        super().__init__(f"label {label!r} does not accept {value!r}: expected {expected}")
+
+
+def _choice(label: str, value: Any, allowed: tuple[str, ...]) -> str:
+    normalised = value.strip().lower() if isinstance(value, str) else value
+    if normalised not in allowed:
+        raise LabelValueError(label, value, allowed)
+    return str(normalised)
+
+
+class BoundedLabel:
+    """Free-text label values, at most ``max_values`` distinct ones; later ones become ``__other__``.
+
+    Values seen first keep their own series for the life of the process, so a symbol's series
+    never flips to ``__other__`` once it exists.
+    """
+
+    def __init__(
+        self, name: str, max_values: int, on_overflow: Callable[[str], None] | None = None
+    ) -> None:
+        if max_values < 1:
+            raise ValueError(f"max_values for label {name!r} must be at least 1, got {max_values}")
+        self.name = name
+        self.max_values = max_values
+        self._on_overflow = on_overflow
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: Any) -> str:
+        """The label value to record for ``value`` (itself, or ``__other__`` past the limit)."""
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL_LENGTH:
+            raise LabelValueError(
+                self.name, value, f"a non-empty string of at most {MAX_LABEL_LENGTH} characters"
+            )
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self.max_values:
+                self._seen.add(value)
+                return value
+        if self._on_overflow is not None:
+            self._on_overflow(self.name)
+        return OVERFLOW_VALUE
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+T = TypeVar("T")
+
+
+class PerProvider(Generic[T]):
+    """Instruments built once per installed MeterProvider.
+
+    Returns ``None`` while only the API's proxy provider exists: instruments made on the proxy
+    would later be bound to the real provider *and* be made again there, duplicating the
+    observable callbacks. State lives outside the instruments, so nothing is lost when a new
+    provider is installed.
+    """
+
+    def __init__(self, build: Callable[[metrics.Meter], T], meter_name: str) -> None:
+        self._build = build
+        self._meter_name = meter_name
+        self._cached: tuple[object, T] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T | None:
+        """The instruments for the current global MeterProvider, or None without one."""
+        provider = metrics.get_meter_provider()
+        cached = self._cached
+        if cached is not None and cached[0] is provider:
+            return cached[1]
+        if _is_proxy(provider):
+            return None
+        with self._lock:
+            cached = self._cached
+            if cached is None or cached[0] is not provider:
+                cached = (provider, self._build(provider.get_meter(self._meter_name)))
+                self._cached = cached
+        return cached[1]
+
+
+def _is_proxy(provider: object) -> bool:
+    return type(provider).__name__ == "_ProxyMeterProvider"
+
+
+def _count_overflow(label: str) -> None:
+    # _instruments is defined below; looked up at call time.
+    inst = _instruments.get()
+    if inst is not None:
+        inst.overflow.add(1, {"label": label})
+
+
+class _State:
+    """Process-wide trading state read by the observable instruments at export time."""
+
+    def __init__(self, max_symbols: int, max_strategies: int, max_exchanges: int) -> None:
+        self.lock = threading.Lock()
+        self.symbol = BoundedLabel("symbol", max_symbols, _count_overflow)
+        self.strategy = BoundedLabel("strategy", max_strategies, _count_overflow)
+        self.exchange = BoundedLabel("exchange", max_exchanges, _count_overflow)
+        #: (strategy label, symbol label) -> {(raw strategy, raw symbol): open positions}
+        self.positions: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+        #: symbol label -> realized PnL
+        self.pnl: dict[str, float] = {}
+        self.websockets = 0
+
+
+_state = _State(DEFAULT_MAX_SYMBOLS, DEFAULT_MAX_STRATEGIES, DEFAULT_MAX_EXCHANGES)
+
+
+def configure_trading(
+    *,
+    max_symbols: int = DEFAULT_MAX_SYMBOLS,
+    max_strategies: int = DEFAULT_MAX_STRATEGIES,
+    max_exchanges: int = DEFAULT_MAX_EXCHANGES,
+) -> None:
+    """Set the label limits (call at start-up). Clears positions, PnL and the websocket count."""
+    global _state
+    _state = _State(max_symbols, max_strategies, max_exchanges)
+
+
+def reset_state() -> None:
+    """Forget positions, PnL, websocket count and seen label values, keeping the limits (tests)."""
+    configure_trading(
+        max_symbols=_state.symbol.max_values,
+        max_strategies=_state.strategy.max_values,
+        max_exchanges=_state.exchange.max_values,
+    )
+
+
+# -- instruments ------------------------------------------------------------------------------
+
+
+def _observe_positions_by_symbol(_options: CallbackOptions) -> Iterable[Observation]:
+    totals: dict[str, float] = {}
+    with _state.lock:
+        for (_, symbol), raw in _state.positions.items():
+            totals[symbol] = totals.get(symbol, 0.0) + sum(raw.values())
+    return [Observation(value, {"symbol": symbol}) for symbol, value in totals.items()]
+
+
+def _observe_positions_by_strategy(_options: CallbackOptions) -> Iterable[Observation]:
+    with _state.lock:
+        items = [(key, sum(raw.values())) for key, raw in _state.positions.items()]
+    return [Observation(value, {"strategy": s, "symbol": sym}) for (s, sym), value in items]
+
+
+def _observe_pnl(_options: CallbackOptions) -> Iterable[Observation]:
+    with _state.lock:
+        items = list(_state.pnl.items())
+    return [Observation(value, {"symbol": symbol}) for symbol, value in items]
+
+
+def _observe_websockets(_options: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(_state.websockets)]
+
+
+class _Instruments:
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.orders = meter.create_counter(
+            "orders_total", unit="{order}", description="Orders by side, final status and exchange."
+        )
+        self.executed = meter.create_counter(
+            "trading_orders_executed_total",
+            unit="{order}",
+            description="Order executions by strategy, side and result (success, rejected, error).",
+        )
+        self.duration = meter.create_histogram(
+            "trading_execution_duration_seconds",
+            unit="s",
+            description="Time to execute an order, in seconds.",
+            explicit_bucket_boundaries_advisory=EXECUTION_BUCKETS,
+        )
+        self.rate_limit = meter.create_counter(
+            "rate_limit_requests_total",
+            unit="{request}",
+            description="Requests seen by the rate limiter, by status (allowed, limited).",
+        )
+        self.overflow = meter.create_counter(
+            "otel_trader_label_overflow_total",
+            unit="{recording}",
+            description="Recordings whose label value was replaced by __other__ (too many distinct values).",
+        )
+        # Observable up-down counters: additive counts read at export time (Prometheus gauges).
+        meter.create_observable_up_down_counter(
+            "positions_open",
+            callbacks=[_observe_positions_by_symbol],
+            unit="{position}",
+            description="Open positions per symbol.",
+        )
+        meter.create_observable_up_down_counter(
+            "trading_current_positions",
+            callbacks=[_observe_positions_by_strategy],
+            unit="{position}",
+            description="Open positions per strategy and symbol.",
+        )
+        # No unit: a currency unit would be appended to the Prometheus name (realized_pnl_USD).
+        meter.create_observable_up_down_counter(
+            "realized_pnl",
+            callbacks=[_observe_pnl],
+            description="Realized profit and loss per symbol, in quote currency; negative is a loss.",
+        )
+        meter.create_observable_up_down_counter(
+            "websocket_connections",
+            callbacks=[_observe_websockets],
+            unit="{connection}",
+            description="Currently open WebSocket connections.",
+        )
+
+
+_instruments: PerProvider[_Instruments] = PerProvider(_Instruments, _METER_NAME)
+
+
+# -- recording --------------------------------------------------------------------------------
+
+
+def _result_for(status: str) -> str:
+    if status == "rejected":
+        return "rejected"
+    if status == "error":
+        return "error"
+    return "success"
+
+
+def record_order(
+    *,
+    side: str,
+    status: str,
+    exchange: str,
+    strategy: str | None = None,
+    result: str | None = None,
+    duration: float | None = None,
+) -> None:
+    """Count one order in ``orders_total``; with ``strategy`` also in ``trading_orders_executed_total``.
+
+    ``duration`` (seconds, needs ``strategy``) goes to ``trading_execution_duration_seconds``.
+    ``result`` defaults from ``status``: rejected → rejected, error → error, else success.
+    """
+    side = _choice("side", side, SIDES)
+    status = _choice("status", status, ORDER_STATUSES)
+    result = _choice("result", result, RESULTS) if result is not None else _result_for(status)
+    exchange_label = _state.exchange(exchange)
+    strategy_label = _state.strategy(strategy) if strategy is not None else None
+    inst = _instruments.get()
+    if inst is None:
+        return
+    inst.orders.add(1, {"side": side, "status": status, "exchange": exchange_label})
+    if strategy_label is not None:
+        inst.executed.add(1, {"strategy": strategy_label, "side": side, "result": result})
+        if duration is not None:
+            inst.duration.record(duration, {"strategy": strategy_label, "exchange": exchange_label})
+
+
+class Order:
+    """One order being executed: a span, its duration and its counts (see :func:`order`)."""
+
+    __slots__ = ("strategy", "side", "exchange", "symbol", "status", "result", "_op", "_span", "_start")
+
+    def __init__(self, strategy: str, side: str, exchange: str, symbol: str) -> None:
+        self.side = _choice("side", side, SIDES)
+        # Checked (and admitted to the bounded sets) up front, so a bad label fails before the order.
+        _state.strategy(strategy)
+        _state.exchange(exchange)
+        _state.symbol(symbol)
+        self.strategy = strategy
+        self.exchange = exchange
+        self.symbol = symbol
+        self.status: str | None = None
+        self.result: str | None = None
+        self._op: Operation | None = None
+        self._span: Span | None = None
+        self._start = 0.0
+
+    def set_status(self, status: str) -> None:
+        """The order's final status (one of :data:`ORDER_STATUSES`); ``filled`` if never set."""
+        self.status = _choice("status", status, ORDER_STATUSES)
+
+    def set_result(self, result: str) -> None:
+        """Override the result (one of :data:`RESULTS`) otherwise derived from the status."""
+        self.result = _choice("result", result, RESULTS)
+
+    def __enter__(self) -> Order:
+        self._op = Operation(
+            "trading.order",
+            {
+                "trading.strategy": self.strategy,
+                "trading.side": self.side,
+                "trading.exchange": self.exchange,
+                "trading.symbol": self.symbol,
+            },
+            SpanKind.INTERNAL,
+        )
+        self._span = self._op.__enter__()
+        self._start = perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        duration = perf_counter() - self._start
+        if exc is not None:
+            # An exception is an error whatever was set before it.
+            status, result = "error", "error"
+        else:
+            status = self.status or "filled"
+            result = self.result or _result_for(status)
+        op, span = self._op, self._span
+        assert op is not None and span is not None
+        try:
+            if span.is_recording():
+                span.set_attribute("trading.order.status", status)
+                span.set_attribute("trading.order.result", result)
+            record_order(
+                side=self.side,
+                status=status,
+                exchange=self.exchange,
+                strategy=self.strategy,
+                result=result,
+                duration=duration,
+            )
+        finally:
+            op.__exit__(exc_type, exc, tb)
+            self._op = self._span = None
+
+    async def __aenter__(self) -> Order:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def order(*, strategy: str, side: str, exchange: str, symbol: str) -> Order:
+    """Time, count and trace one order: ``with``/``async with trading.order(...) as o:``.
+
+    On exit it records ``trading_execution_duration_seconds{strategy,exchange}``,
+    ``orders_total{side,status,exchange}`` and ``trading_orders_executed_total{strategy,side,result}``
+    and ends a ``trading.order`` span. Status is what ``o.set_status`` set (default ``filled``),
+    or ``error`` when the block raises (the exception propagates). Labels are checked here,
+    before the block runs: a bad ``side`` raises :class:`LabelValueError`.
+    """
+    return Order(strategy, side, exchange, symbol)
+
+
+def set_open_positions(symbol: str, count: float, *, strategy: str = "default") -> None:
+    """Set the number of open positions of ``strategy`` in ``symbol``.
+
+    ``positions_open{symbol}`` is the sum over strategies; ``trading_current_positions`` keeps
+    the strategy. Zero removes the entry (the series then reports 0).
+    """
+    _instruments.get()  # the observable instruments exist once a provider is installed
+    symbol_label = _state.symbol(symbol)
+    strategy_label = _state.strategy(strategy)
+    key = (strategy_label, symbol_label)
+    with _state.lock:
+        raw = _state.positions.setdefault(key, {})
+        if count:
+            raw[(strategy, symbol)] = float(count)
+        else:
+            raw.pop((strategy, symbol), None)
+
+
+def get_open_positions() -> dict[tuple[str, str], float]:
+    """Open positions as recorded: ``{(strategy, symbol): count}`` (raw values, not labels)."""
+    with _state.lock:
+        return {k: v for raw in _state.positions.values() for k, v in raw.items()}
+
+
+def add_realized_pnl(symbol: str, amount: float) -> None:
+    """Add a realized profit (positive) or loss (negative) for ``symbol`` to ``realized_pnl``."""
+    _instruments.get()
+    label = _state.symbol(symbol)
+    with _state.lock:
+        _state.pnl[label] = _state.pnl.get(label, 0.0) + float(amount)
+
+
+def get_realized_pnl() -> dict[str, float]:
+    """Realized PnL per symbol label, as ``realized_pnl`` reports it."""
+    with _state.lock:
+        return dict(_state.pnl)
+
+
+def reset_realized_pnl() -> None:
+    """Set every symbol's ``realized_pnl`` to 0, e.g. at the start of a trading day."""
+    with _state.lock:
+        for label in _state.pnl:
+            _state.pnl[label] = 0.0
+
+
+def websocket_connected() -> None:
+    """One more open WebSocket connection (``websocket_connections``)."""
+    _instruments.get()
+    with _state.lock:
+        _state.websockets += 1
+
+
+def websocket_disconnected() -> None:
+    """One WebSocket connection fewer."""
+    with _state.lock:
+        _state.websockets -= 1
+
+
+@contextmanager
+def websocket_connection() -> Iterator[None]:
+    """Count a WebSocket connection for the duration of the block, however it ends."""
+    websocket_connected()
+    try:
+        yield
+    finally:
+        websocket_disconnected()
+
+
+def record_rate_limit(status: str) -> None:
+    """Count one rate-limiter decision: ``allowed`` or ``limited``."""
+    label = _choice("status", status, RATE_LIMIT_STATUSES)
+    inst = _instruments.get()
+    if inst is not None:
+        inst.rate_limit.add(1, {"status": label})
