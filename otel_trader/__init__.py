@@ -6,28 +6,52 @@
 
 from __future__ import annotations
 
+from . import trading
 from .manager import TelemetryManager, configure, get_telemetry_manager, instrument_app
 from .metrics import observe_gauge, record_counter, record_histogram, record_up_down, set_gauge
 from .middleware import MonitoringMiddleware, RequestInfo
 from .redaction import add_redact_keys
+from .redis_pool import RedisPoolMonitor
 from .settings import ConfigError, TelemetryConfig
+from .telegram import TelegramErrorReporter, TelegramLogHandler, get_error_reporter
 from .tracing import add_span_attribute, trace_operation
+from .trading import LabelValueError
+
+# health.py needs FastAPI (an optional extra): imported on first use of these names.
+_LAZY = {"health_router": ".health", "make_health_router": ".health"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",
+    "LabelValueError",
     "MonitoringMiddleware",
+    "RedisPoolMonitor",
     "RequestInfo",
     "TelemetryConfig",
+    "TelegramErrorReporter",
+    "TelegramLogHandler",
     "TelemetryManager",
     "add_redact_keys",
     "add_span_attribute",
     "configure",
+    "get_error_reporter",
     "get_telemetry_manager",
+    "health_router",
     "instrument_app",
+    "make_health_router",
     "observe_gauge",
     "record_counter",
     "record_histogram",
     "record_up_down",
     "set_gauge",
     "trace_operation",
+    "trading",
 ]

@@ -1,0 +1,112 @@
+"""Health router: JSON, 503 naming the failing dependency, and no traces or RED metrics for /health."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import redis.asyncio
+import sqlalchemy
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from promsamples import parse_samples
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import otel_trader
+from otel_trader import make_health_router
+
+
+def _app(**deps) -> FastAPI:
+    app = FastAPI()
+    otel_trader.instrument_app(app)
+    app.include_router(make_health_router(**deps))
+
+    @app.get("/ping")
+    async def ping() -> dict:
+        return {"pong": True}
+
+    return app
+
+
+def test_health_all_up_sqlite_and_sync_redis(telemetry, redis_server, tmp_path):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    pool = redis.ConnectionPool.from_url(redis_server.url, max_connections=5)
+    with TestClient(_app(redis=pool, engine=engine)) as client:
+        body = client.get("/health").json()
+        assert body["status"] == "healthy" and "failing" not in body
+        assert body["checks"]["redis"]["status"] == "healthy"
+        assert body["checks"]["db"] == {"status": "healthy", "dialect": "sqlite", "latency_ms": body["checks"]["db"]["latency_ms"]}
+        assert client.get("/health/db").status_code == 200
+        assert client.get("/health/redis").json()["checks"]["redis"]["latency_ms"] > 0
+        stats = client.get("/health/redis/pool/stats").json()
+        assert stats["max_connections"] == 5 and stats["pool"] == "default"
+    pool.disconnect()
+
+
+@pytest.mark.timeout(60)
+def test_health_postgres_async_engine_and_async_redis(telemetry, redis_server, postgres_url):
+    engine = create_async_engine(postgres_url)
+    pool = redis.asyncio.ConnectionPool.from_url(redis_server.url)
+    with TestClient(_app(redis=pool, engine=engine)) as client:
+        response = client.get("/health")
+        assert response.status_code == 200, response.text
+        assert response.json()["checks"]["db"]["dialect"] == "postgresql"
+        assert client.get("/health/db").status_code == 200
+
+
+@pytest.mark.timeout(60)
+def test_health_503_names_redis_when_it_is_down(telemetry, private_redis, tmp_path):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    pool = redis.ConnectionPool.from_url(private_redis.url, socket_connect_timeout=1)
+    with TestClient(_app(redis=pool, engine=engine, timeout=3)) as client:
+        assert client.get("/health").status_code == 200
+        private_redis.stop()
+        response = client.get("/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unhealthy"
+        assert body["failing"] == ["redis"]
+        assert body["checks"]["db"]["status"] == "healthy"
+        assert "ConnectionError" in body["checks"]["redis"]["error"]
+        redis_only = client.get("/health/redis")
+        assert redis_only.status_code == 503 and redis_only.json()["failing"] == ["redis"]
+        assert client.get("/health/db").status_code == 200
+        assert client.get("/health/redis/pool/stats").status_code == 200
+
+
+
+def test_health_is_not_traced_or_counted(telemetry, redis_server, tmp_path):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    pool = redis.ConnectionPool.from_url(redis_server.url)
+    with TestClient(_app(redis=pool, engine=engine)) as client:
+        assert client.get("/ping").status_code == 200
+        with engine.connect() as conn:  # proves SQLAlchemy and Redis are traced at all...
+            conn.execute(sqlalchemy.text("SELECT 2"))
+        redis.Redis(connection_pool=pool).ping()
+        before = {s.name for s in telemetry.finished_spans()}
+        assert "GET /ping" in before and any(n.startswith("SELECT") for n in before) and "PING" in before
+        count_before = len(telemetry.finished_spans())
+        for path in ("/health", "/health/redis", "/health/db", "/health/redis/pool/stats"):
+            assert client.get(path).status_code == 200
+    # ...but /health makes no server span, no PING span and no SELECT span.
+    assert len(telemetry.finished_spans()) == count_before, [s.name for s in telemetry.finished_spans()[count_before:]]
+    paths = {labels["path"] for name, labels, _ in parse_samples(telemetry.scrape()) if name == "http_requests_total"}
+    assert paths == {"/ping"}
+
+
+@pytest.mark.timeout(60)
+def test_health_503_names_db_when_it_is_down(telemetry, redis_server):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://postgres:secret-pw@127.0.0.1:{port}/postgres", connect_args={"connect_timeout": 2}
+    )
+    pool = redis.ConnectionPool.from_url(redis_server.url)
+    with TestClient(_app(redis=pool, engine=engine)) as client:
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["failing"] == ["db"]
+        assert client.get("/health/db").status_code == 503
+        assert "secret-pw" not in response.text
