@@ -13,7 +13,6 @@ from .middleware import MonitoringMiddleware, RequestInfo
 from .redaction import add_redact_keys
 from .redis_pool import RedisPoolMonitor
 from .settings import ConfigError, TelemetryConfig
-from .telegram import TelegramErrorReporter, TelegramLogHandler, get_error_reporter
 from .tracing import add_span_attribute, trace_operation
 from .trading import LabelValueError
 
@@ -36,13 +35,10 @@ __all__ = [
     "RedisPoolMonitor",
     "RequestInfo",
     "TelemetryConfig",
-    "TelegramErrorReporter",
-    "TelegramLogHandler",
     "TelemetryManager",
     "add_redact_keys",
     "add_span_attribute",
     "configure",
-    "get_error_reporter",
     "get_telemetry_manager",
     "health_router",
     "instrument_app",
