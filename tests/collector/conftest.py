@@ -59,9 +59,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         except (OSError, ValueError) as e:  # not up yet / partial data
             last_exc = e
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_exc!r})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -158,7 +162,15 @@ def _any_value(v: dict) -> Any:
 class Collector:
     """One otelcol-trader process with a fixed set of ports (kept across restarts)."""
 
-    def __init__(self, name: str, binary: Path, configs: list[Path], env: dict[str, str], ports: dict[str, int], workdir: Path):
+    def __init__(
+        self,
+        name: str,
+        binary: Path,
+        configs: list[Path],
+        env: dict[str, str],
+        ports: dict[str, int],
+        workdir: Path,
+    ):
         self.name = name
         self.binary = binary
         self.configs = configs
@@ -193,18 +205,22 @@ class Collector:
             cmd += ["--config", str(c)]
         return cmd
 
-    def start(self, timeout: float = 30.0) -> "Collector":
+    def start(self, timeout: float = 30.0) -> Collector:
         assert not self.running, f"{self.name} already running"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIXES)}
         full_env.update(self.env)
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            self.command(), env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         self.starts += 1
         self.wait_healthy(timeout)
         return self
@@ -213,7 +229,9 @@ class Collector:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"{self.name} exited with {self.proc.returncode} during start:\n{self.log_tail()}"
+                )
             try:
                 status, _ = http_get(self.health_url, timeout=1.0)
                 if status == 200:
@@ -242,7 +260,7 @@ class Collector:
         """Simulate a crash: SIGKILL, no shutdown hooks."""
         self.stop(sig=signal.SIGKILL)
 
-    def restart(self, timeout: float = 30.0) -> "Collector":
+    def restart(self, timeout: float = 30.0) -> Collector:
         self.stop()
         return self.start(timeout)
 
@@ -271,7 +289,14 @@ class Sink(Collector):
             "SINK_FILE": str(self.file),
         }
         base_env.update(env or {})
-        super().__init__(name, binary, [SINK_CONFIG], base_env, {"otlp_grpc": grpc, "otlp_http": http, "health": health}, workdir)
+        super().__init__(
+            name,
+            binary,
+            [SINK_CONFIG],
+            base_env,
+            {"otlp_grpc": grpc, "otlp_http": http, "health": health},
+            workdir,
+        )
 
     def raw(self) -> str:
         return self.file.read_text(errors="replace") if self.file.exists() else ""
@@ -308,7 +333,14 @@ class Sink(Collector):
                 for sl in rl.get("scopeLogs", []):
                     for rec in sl.get("logRecords", []):
                         body = _any_value(rec.get("body", {}))
-                        out.append({**rec, "resource": res, "attrs": attrs_to_dict(rec.get("attributes")), "body_value": body})
+                        out.append(
+                            {
+                                **rec,
+                                "resource": res,
+                                "attrs": attrs_to_dict(rec.get("attributes")),
+                                "body_value": body,
+                            }
+                        )
         return out
 
     def metrics(self) -> list[dict]:
@@ -321,36 +353,50 @@ class Sink(Collector):
                         out.append({**m, "resource": res})
         return out
 
-    def wait_for_spans(self, predicate: Callable[[dict], bool], count: int, timeout: float = 30.0) -> list[dict]:
+    def wait_for_spans(
+        self, predicate: Callable[[dict], bool], count: int, timeout: float = 30.0
+    ) -> list[dict]:
         """Wait until at least ``count`` spans matching ``predicate`` arrived; return them."""
+
         def enough():
             found = [s for s in self.spans() if predicate(s)]
             return found if len(found) >= count else None
+
         return wait_until(enough, timeout, what=f"{count} spans in {self.file}")
 
 
 class MainCollector(Collector):
     """collector/otelcol-config.yaml exporting to a :class:`Sink` (SigNoz stand-in)."""
 
-    def __init__(self, name: str, binary: Path, workdir: Path, sink: Sink | None, env: dict[str, str] | None = None,
-                 extra_configs: list[Path] | None = None, signoz_endpoint: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        binary: Path,
+        workdir: Path,
+        sink: Sink | None,
+        env: dict[str, str] | None = None,
+        extra_configs: list[Path] | None = None,
+        signoz_endpoint: str | None = None,
+    ):
         names = ["otlp_grpc", "otlp_http", "health", "prometheus", "telemetry", "pprof", "zpages"]
-        ports = dict(zip(names, free_ports(len(names))))
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.storage_dir = workdir / f"{name}-storage"
         self.sink = sink
         endpoint = signoz_endpoint or (sink.otlp_grpc_endpoint if sink else f"{LOOPBACK}:{free_ports(1)[0]}")
         base_env = dict(MAIN_TEST_ENV)
-        base_env.update({
-            "OTELCOL_OTLP_GRPC_PORT": str(ports["otlp_grpc"]),
-            "OTELCOL_OTLP_HTTP_PORT": str(ports["otlp_http"]),
-            "OTELCOL_HEALTH_PORT": str(ports["health"]),
-            "OTELCOL_PROMETHEUS_PORT": str(ports["prometheus"]),
-            "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-            "OTELCOL_PPROF_PORT": str(ports["pprof"]),
-            "OTELCOL_ZPAGES_PORT": str(ports["zpages"]),
-            "OTELCOL_STORAGE_DIR": str(self.storage_dir),
-            "SIGNOZ_ENDPOINT": endpoint,
-        })
+        base_env.update(
+            {
+                "OTELCOL_OTLP_GRPC_PORT": str(ports["otlp_grpc"]),
+                "OTELCOL_OTLP_HTTP_PORT": str(ports["otlp_http"]),
+                "OTELCOL_HEALTH_PORT": str(ports["health"]),
+                "OTELCOL_PROMETHEUS_PORT": str(ports["prometheus"]),
+                "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
+                "OTELCOL_PPROF_PORT": str(ports["pprof"]),
+                "OTELCOL_ZPAGES_PORT": str(ports["zpages"]),
+                "OTELCOL_STORAGE_DIR": str(self.storage_dir),
+                "SIGNOZ_ENDPOINT": endpoint,
+            }
+        )
         base_env.update(env or {})
         super().__init__(name, binary, [MAIN_CONFIG, *(extra_configs or [])], base_env, ports, workdir)
 
@@ -374,9 +420,11 @@ class MainCollector(Collector):
 
     def wait_for_families(self, *names: str, timeout: float = 30.0) -> dict[str, Any]:
         """Scrape until every family in ``names`` has samples; return all families."""
+
         def ready():
             fams = self.metric_families()
             return fams if all(n in fams and fams[n].samples for n in names) else None
+
         return wait_until(ready, timeout, what=f"{names} on {self.prometheus_url}")
 
     def telemetry_value(self, sample_name: str, **labels: str) -> float:
@@ -406,8 +454,14 @@ class Fleet:
         self.members.append(s)
         return s.start() if start else s
 
-    def main(self, sink: Sink | None, name: str = "main", start: bool = True, env: dict[str, str] | None = None,
-             extra_configs: list[Path] | None = None) -> MainCollector:
+    def main(
+        self,
+        sink: Sink | None,
+        name: str = "main",
+        start: bool = True,
+        env: dict[str, str] | None = None,
+        extra_configs: list[Path] | None = None,
+    ) -> MainCollector:
         m = MainCollector(self._unique(name), self.binary, self.workdir, sink, env, extra_configs)
         self.members.append(m)
         return m.start() if start else m
@@ -439,10 +493,14 @@ def _build_once() -> tuple[bool, str]:
     if _build_result is None:
         t0 = time.monotonic()
         try:
-            r = subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+            r = subprocess.run(
+                ["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800
+            )
             ok = r.returncode == 0 and BINARY.is_file()
-            report = (f"collector/build.sh exit {r.returncode} after {time.monotonic() - t0:.0f}s\n"
-                      f"--- stdout ---\n{r.stdout[-5000:]}\n--- stderr ---\n{r.stderr[-5000:]}")
+            report = (
+                f"collector/build.sh exit {r.returncode} after {time.monotonic() - t0:.0f}s\n"
+                f"--- stdout ---\n{r.stdout[-5000:]}\n--- stderr ---\n{r.stderr[-5000:]}"
+            )
         except subprocess.TimeoutExpired as e:  # a hung build must fail the run, not hang it
             ok, report = False, f"collector/build.sh timed out after {e.timeout}s"
         _build_result = (ok, report)
@@ -498,6 +556,7 @@ def collector(fleet: Fleet, sink: Sink) -> MainCollector:
 # Sending with the plain OpenTelemetry Python SDK
 # ------------------------------------------------------------------------------------
 
+
 @dataclass
 class OtlpSender:
     """Sends telemetry to a collector with the OpenTelemetry SDK (OTLP/gRPC, insecure).
@@ -511,7 +570,11 @@ class OtlpSender:
     def resource(self, **extra: Any):
         from opentelemetry.sdk.resources import Resource
 
-        attrs = {"service.name": "otel-trader-test", "service.instance.id": f"inst-{self.run_id}", "test.run_id": self.run_id}
+        attrs = {
+            "service.name": "otel-trader-test",
+            "service.instance.id": f"inst-{self.run_id}",
+            "test.run_id": self.run_id,
+        }
         attrs.update({k.replace("__", "."): v for k, v in extra.items()})
         return Resource.create(attrs)
 
@@ -523,8 +586,11 @@ class OtlpSender:
         from opentelemetry.trace import Status, StatusCode
 
         provider = TracerProvider(resource=resource or self.resource())
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=timeout),
-                                                       max_export_batch_size=512))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=timeout), max_export_batch_size=512
+            )
+        )
         tracer = provider.get_tracer("tests.collector")
         ids = []
         for spec in spans:
@@ -544,7 +610,9 @@ class OtlpSender:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True), export_interval_millis=3_600_000)
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=endpoint, insecure=True), export_interval_millis=3_600_000
+        )
         return MeterProvider(metric_readers=[reader], resource=resource or self.resource())
 
     def send_logs(self, endpoint: str, records: list[dict], resource=None) -> None:
@@ -555,12 +623,20 @@ class OtlpSender:
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
         provider = LoggerProvider(resource=resource or self.resource())
-        provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True)))
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True))
+        )
         logger = provider.get_logger("tests.collector")
         try:
             for rec in records:
-                logger.emit(LogRecord(body=rec["body"], attributes=rec.get("attributes", {}),
-                                      severity_text="WARN", severity_number=SeverityNumber.WARN))
+                logger.emit(
+                    LogRecord(
+                        body=rec["body"],
+                        attributes=rec.get("attributes", {}),
+                        severity_text="WARN",
+                        severity_number=SeverityNumber.WARN,
+                    )
+                )
             assert provider.force_flush(10_000), "log flush timed out"
         finally:
             provider.shutdown()

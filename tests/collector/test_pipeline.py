@@ -20,15 +20,24 @@ def _mine(otlp):
 
 
 def test_spans_reach_sink_with_resource_attributes(collector, sink, otlp):
-    ids = otlp.send_spans(collector.otlp_grpc_endpoint, [
-        {"name": "GET /orders/{symbol}", "attributes": {"http.route": "/orders/{symbol}", "http.response.status_code": 200}},
-        {"name": "place_order", "attributes": {"order.symbol": "BTCUSDT"}},
-    ])
+    ids = otlp.send_spans(
+        collector.otlp_grpc_endpoint,
+        [
+            {
+                "name": "GET /orders/{symbol}",
+                "attributes": {"http.route": "/orders/{symbol}", "http.response.status_code": 200},
+            },
+            {"name": "place_order", "attributes": {"order.symbol": "BTCUSDT"}},
+        ],
+    )
     spans = sink.wait_for_spans(_mine(otlp), 2)
     assert sorted(s["spanId"] for s in spans) == sorted(ids)
     by_name = {s["name"]: s for s in spans}
     assert set(by_name) == {"GET /orders/{symbol}", "place_order"}
-    assert by_name["GET /orders/{symbol}"]["attrs"] == {"http.route": "/orders/{symbol}", "http.response.status_code": 200}
+    assert by_name["GET /orders/{symbol}"]["attrs"] == {
+        "http.route": "/orders/{symbol}",
+        "http.response.status_code": 200,
+    }
     assert by_name["place_order"]["attrs"] == {"order.symbol": "BTCUSDT"}
     res = spans[0]["resource"]
     assert res["service.name"] == "otel-trader-test"
@@ -39,20 +48,37 @@ def test_spans_reach_sink_with_resource_attributes(collector, sink, otlp):
     assert res["deployment.environment.name"] == "ci-test"
 
 
-@pytest.mark.parametrize("app_attrs, expected", [
-    ({"deployment.environment": "staging"}, ("staging", "staging")),
-    ({"deployment.environment.name": "paper-trading"}, ("paper-trading", "paper-trading")),
-    ({"deployment.environment": "live", "deployment.environment.name": "live-eu"}, ("live", "live-eu")),
-])
+@pytest.mark.parametrize(
+    "app_attrs, expected",
+    [
+        ({"deployment.environment": "staging"}, ("staging", "staging")),
+        ({"deployment.environment.name": "paper-trading"}, ("paper-trading", "paper-trading")),
+        ({"deployment.environment": "live", "deployment.environment.name": "live-eu"}, ("live", "live-eu")),
+    ],
+)
 def test_deployment_environment_is_never_overwritten(collector, sink, otlp, app_attrs, expected):
-    otlp.send_spans(collector.otlp_grpc_endpoint, [{"name": "tick"}], resource=otlp.resource(**{k.replace(".", "__"): v for k, v in app_attrs.items()}))
+    otlp.send_spans(
+        collector.otlp_grpc_endpoint,
+        [{"name": "tick"}],
+        resource=otlp.resource(**{k.replace(".", "__"): v for k, v in app_attrs.items()}),
+    )
     (span,) = sink.wait_for_spans(_mine(otlp), 1)
-    assert (span["resource"]["deployment.environment"], span["resource"]["deployment.environment.name"]) == expected
+    assert (
+        span["resource"]["deployment.environment"],
+        span["resource"]["deployment.environment.name"],
+    ) == expected
 
 
 def test_logs_reach_sink(collector, sink, otlp, wait_until):
-    otlp.send_logs(collector.otlp_grpc_endpoint, [{"body": "order %s filled" % otlp.run_id, "attributes": {"order.id": "o-1"}}])
-    logs = wait_until(lambda: [r for r in sink.logs() if r["resource"].get("test.run_id") == otlp.run_id], 30, what="log record")
+    otlp.send_logs(
+        collector.otlp_grpc_endpoint,
+        [{"body": f"order {otlp.run_id} filled", "attributes": {"order.id": "o-1"}}],
+    )
+    logs = wait_until(
+        lambda: [r for r in sink.logs() if r["resource"].get("test.run_id") == otlp.run_id],
+        30,
+        what="log record",
+    )
     assert len(logs) == 1
     assert logs[0]["body_value"] == f"order {otlp.run_id} filled"
     assert logs[0]["attrs"]["order.id"] == "o-1"
@@ -62,7 +88,9 @@ def test_logs_reach_sink(collector, sink, otlp, wait_until):
 
 def test_metrics_reach_sink_over_otlp(collector, sink, otlp, wait_until):
     mp = otlp.meter_provider(collector.otlp_grpc_endpoint)
-    mp.get_meter("otel_trader").create_counter("http_requests_total").add(5, {"method": "GET", "path": "/health", "status": "200"})
+    mp.get_meter("otel_trader").create_counter("http_requests_total").add(
+        5, {"method": "GET", "path": "/health", "status": "200"}
+    )
     assert mp.force_flush(10_000)
     mp.shutdown()
 
@@ -70,6 +98,7 @@ def test_metrics_reach_sink_over_otlp(collector, sink, otlp, wait_until):
         for m in sink.metrics():
             if m["resource"].get("test.run_id") == otlp.run_id and m["name"] == "http_requests_total":
                 return m
+
     m = wait_until(found, 30, what="metric at sink")
     (dp,) = m["sum"]["dataPoints"]
     assert m["sum"]["isMonotonic"] is True
@@ -85,8 +114,11 @@ def _send_http_metrics(collector, otlp, counter_unit=""):
     c = meter.create_counter("http_requests_total", unit=counter_unit)
     c.add(3, {"method": "GET", "path": "/orders/{symbol}", "status": "200"})
     c.add(1, {"method": "POST", "path": "/orders", "status": "500"})
-    h = meter.create_histogram("http_request_duration_seconds", unit="s",
-                               explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.05, 0.1, 0.5, 1.0])
+    h = meter.create_histogram(
+        "http_request_duration_seconds",
+        unit="s",
+        explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.05, 0.1, 0.5, 1.0],
+    )
     h.record(0.02, {"method": "GET", "path": "/orders/{symbol}"})
     h.record(0.7, {"method": "GET", "path": "/orders/{symbol}"})
     assert mp.force_flush(10_000)
@@ -113,8 +145,11 @@ def test_prometheus_names_match_the_contract(collector, otlp, counter_unit):
 
     hist = fams["http_request_duration_seconds"]
     assert hist.type == "histogram"
-    assert {s.name for s in hist.samples} == {"http_request_duration_seconds_bucket", "http_request_duration_seconds_sum",
-                                              "http_request_duration_seconds_count"}
+    assert {s.name for s in hist.samples} == {
+        "http_request_duration_seconds_bucket",
+        "http_request_duration_seconds_sum",
+        "http_request_duration_seconds_count",
+    }
     # le is compared as a number: Go writes "1" where Python's exporter writes "1.0".
     buckets = {float(s.labels["le"]): s.value for s in hist.samples if s.name.endswith("_bucket")}
     assert buckets == {0.005: 0, 0.01: 0, 0.05: 1, 0.1: 1, 0.5: 1, 1.0: 2, float("inf"): 2}
@@ -132,14 +167,18 @@ def test_prometheus_names_match_the_contract(collector, otlp, counter_unit):
 
 def _record_contract_instruments(meter):
     meter.create_counter("http_requests_total").add(2, {"method": "GET", "path": "/p", "status": "200"})
-    meter.create_histogram("http_request_duration_seconds", unit="s",
-                           explicit_bucket_boundaries_advisory=[0.01, 0.1, 1.0]).record(0.05, {"method": "GET", "path": "/p"})
+    meter.create_histogram(
+        "http_request_duration_seconds", unit="s", explicit_bucket_boundaries_advisory=[0.01, 0.1, 1.0]
+    ).record(0.05, {"method": "GET", "path": "/p"})
     meter.create_counter("otel_trader_error_reports_total").add(1, {"level": "error", "result": "sent"})
     meter.create_counter("otel_trader_error_reports_dropped_total").add(1)
     meter.create_counter("orders_placed", unit="{order}").add(1)
     meter.create_histogram("exchange_latency", unit="ms").record(12)
     meter.create_up_down_counter("open_positions", unit="{position}").add(2)
-    meter.create_observable_counter("otel_trader_spans_dropped_total", callbacks=[lambda _o: [__import__("opentelemetry.metrics").metrics.Observation(0)]])
+    meter.create_observable_counter(
+        "otel_trader_spans_dropped_total",
+        callbacks=[lambda _o: [__import__("opentelemetry.metrics").metrics.Observation(0)]],
+    )
 
 
 def test_prometheus_names_equal_python_in_process_exporter(collector, otlp):
@@ -154,8 +193,10 @@ def test_prometheus_names_equal_python_in_process_exporter(collector, otlp):
     local = MeterProvider(metric_readers=[reader], resource=otlp.resource())
     try:
         _record_contract_instruments(local.get_meter("otel_trader"))
-        in_process = {f.name: (f.type, sorted({s.name for s in f.samples}))
-                      for f in text_string_to_metric_families(generate_latest(REGISTRY).decode())}
+        in_process = {
+            f.name: (f.type, sorted({s.name for s in f.samples}))
+            for f in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+        }
     finally:
         local.shutdown()  # also unregisters the reader from REGISTRY
 
@@ -172,30 +213,61 @@ def test_prometheus_names_equal_python_in_process_exporter(collector, otlp):
 
 
 def test_spanmetrics_red_metrics_on_prometheus_endpoint(collector, otlp, wait_until):
-    otlp.send_spans(collector.otlp_grpc_endpoint, [
-        {"name": "GET /orders/{symbol}", "attributes": {"http.request.method": "GET", "http.response.status_code": 200}},
-        {"name": "GET /orders/{symbol}", "attributes": {"http.request.method": "GET", "http.response.status_code": 200}},
-        {"name": "GET /orders/{symbol}", "attributes": {"http.request.method": "GET", "http.response.status_code": 500}, "status_error": "boom"},
-    ])
+    otlp.send_spans(
+        collector.otlp_grpc_endpoint,
+        [
+            {
+                "name": "GET /orders/{symbol}",
+                "attributes": {"http.request.method": "GET", "http.response.status_code": 200},
+            },
+            {
+                "name": "GET /orders/{symbol}",
+                "attributes": {"http.request.method": "GET", "http.response.status_code": 200},
+            },
+            {
+                "name": "GET /orders/{symbol}",
+                "attributes": {"http.request.method": "GET", "http.response.status_code": 500},
+                "status_error": "boom",
+            },
+        ],
+    )
+
     def mine(samples):
         return [s for s in samples if s.labels.get("instance") == f"inst-{otlp.run_id}"]
 
     def calls_now():
-        fams = collector.wait_for_families("traces_span_metrics_calls", "traces_span_metrics_duration_seconds")
-        calls = {(s.labels["span_name"], s.labels["status_code"], s.labels.get("http_response_status_code")): s.value
-                 for s in mine(fams["traces_span_metrics_calls"].samples)}
+        fams = collector.wait_for_families(
+            "traces_span_metrics_calls", "traces_span_metrics_duration_seconds"
+        )
+        calls = {
+            (
+                s.labels["span_name"],
+                s.labels["status_code"],
+                s.labels.get("http_response_status_code"),
+            ): s.value
+            for s in mine(fams["traces_span_metrics_calls"].samples)
+        }
         return fams, calls
 
     # A new series is first exposed at 0 (the connector's first flush can precede the
     # spans' aggregation), so wait for the counts rather than the first appearance.
-    expected = {("GET /orders/{symbol}", "STATUS_CODE_UNSET", "200"): 2, ("GET /orders/{symbol}", "STATUS_CODE_ERROR", "500"): 1}
-    fams, calls = wait_until(lambda: (lambda fc: fc if fc[1] == expected else None)(calls_now()), 30,
-                             what=f"span metric counts {expected}")
+    expected = {
+        ("GET /orders/{symbol}", "STATUS_CODE_UNSET", "200"): 2,
+        ("GET /orders/{symbol}", "STATUS_CODE_ERROR", "500"): 1,
+    }
+    fams, calls = wait_until(
+        lambda: (lambda fc: fc if fc[1] == expected else None)(calls_now()),
+        30,
+        what=f"span metric counts {expected}",
+    )
     assert fams["traces_span_metrics_calls"].type == "counter"
     dur = fams["traces_span_metrics_duration_seconds"]
     assert dur.type == "histogram"
-    assert {s.name for s in dur.samples} == {"traces_span_metrics_duration_seconds_bucket", "traces_span_metrics_duration_seconds_sum",
-                                             "traces_span_metrics_duration_seconds_count"}
+    assert {s.name for s in dur.samples} == {
+        "traces_span_metrics_duration_seconds_bucket",
+        "traces_span_metrics_duration_seconds_sum",
+        "traces_span_metrics_duration_seconds_count",
+    }
     sample = mine(dur.samples)[0]
     assert sample.labels["job"] == "otel-trader-test"
     assert sample.labels["span_kind"] == "SPAN_KIND_INTERNAL"
@@ -207,9 +279,19 @@ def test_spanmetrics_red_metrics_on_prometheus_endpoint(collector, otlp, wait_un
 @pytest.mark.timeout(90)
 def test_tail_sampling_overlay_keeps_errors_drops_the_rest(fleet, otlp):
     sink = fleet.sink()
-    main = fleet.main(sink, extra_configs=[COLLECTOR_DIR / "tail-sampling.yaml"], env={
-        "OTELCOL_TAIL_DECISION_WAIT": "1s", "OTELCOL_TAIL_SAMPLE_PERCENT": "0", "OTELCOL_TAIL_LATENCY_MS": "60000"})
-    otlp.send_spans(main.otlp_grpc_endpoint, [{"name": f"ok-{i}"} for i in range(5)] + [{"name": "failed", "status_error": "rejected"}])
+    main = fleet.main(
+        sink,
+        extra_configs=[COLLECTOR_DIR / "tail-sampling.yaml"],
+        env={
+            "OTELCOL_TAIL_DECISION_WAIT": "1s",
+            "OTELCOL_TAIL_SAMPLE_PERCENT": "0",
+            "OTELCOL_TAIL_LATENCY_MS": "60000",
+        },
+    )
+    otlp.send_spans(
+        main.otlp_grpc_endpoint,
+        [{"name": f"ok-{i}"} for i in range(5)] + [{"name": "failed", "status_error": "rejected"}],
+    )
     (kept,) = sink.wait_for_spans(_mine(otlp), 1, timeout=30)
     assert kept["name"] == "failed"
     # The 5 OK traces were decided at the same time as the error one; give stragglers a
@@ -218,5 +300,9 @@ def test_tail_sampling_overlay_keeps_errors_drops_the_rest(fleet, otlp):
     assert [s["name"] for s in sink.spans() if _mine(otlp)(s)] == ["failed"]
     # Spanmetrics is upstream of sampling: all 6 spans are counted.
     fams = main.wait_for_families("traces_span_metrics_calls")
-    counted = sum(s.value for s in fams["traces_span_metrics_calls"].samples if s.labels.get("instance") == f"inst-{otlp.run_id}")
+    counted = sum(
+        s.value
+        for s in fams["traces_span_metrics_calls"].samples
+        if s.labels.get("instance") == f"inst-{otlp.run_id}"
+    )
     assert counted == 6

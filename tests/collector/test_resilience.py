@@ -30,7 +30,9 @@ def test_sink_outage_then_recovery_delivers_everything(fleet, otlp, wait_until):
     outage_started = time.monotonic()
     # ~12 s of outage with traffic throughout: 6 rounds of 20 spans, 2 s apart.
     for round_no in range(6):
-        sent += otlp.send_spans(main.otlp_grpc_endpoint, [{"name": f"during-outage-{round_no}"} for _ in range(20)])
+        sent += otlp.send_spans(
+            main.otlp_grpc_endpoint, [{"name": f"during-outage-{round_no}"} for _ in range(20)]
+        )
         time.sleep(2.0)
     # The data is waiting in the exporter's queue, not lost and not delivered elsewhere.
     wait_until(lambda: _queued_batches(main) >= 1, 10, what="queued batches during the outage")
@@ -53,7 +55,11 @@ def test_queued_data_survives_collector_restart(fleet, otlp, wait_until, how):
     sent = []
     for round_no in range(3):
         sent += otlp.send_spans(main.otlp_grpc_endpoint, [{"name": f"queued-{round_no}"} for _ in range(40)])
-    wait_until(lambda: main.telemetry_value("otelcol_receiver_accepted_spans_total") >= len(sent), 10, what="spans accepted")
+    wait_until(
+        lambda: main.telemetry_value("otelcol_receiver_accepted_spans_total") >= len(sent),
+        10,
+        what="spans accepted",
+    )
     wait_until(lambda: _queued_batches(main) >= 1, 10, what="batches in the persistent queue")
 
     if how == "crash":

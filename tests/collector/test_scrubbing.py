@@ -20,8 +20,19 @@ DB_PASSWORD = "pg-s3cr3t-pass"
 COOKIE = "sessionid=abc123def456ghi789"
 SHORT_TG = "42:shorttesttoken"  # fake tokens in dev configs are short; the /bot path rule still applies
 
-SECRETS = [BINANCE_KEY, BINANCE_SIG, BEARER, TG_TOKEN, OKX_SIGN, OKX_PASSPHRASE, DB_PASSWORD, COOKIE, SHORT_TG,
-           "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "abc123def456ghi789"]
+SECRETS = [
+    BINANCE_KEY,
+    BINANCE_SIG,
+    BEARER,
+    TG_TOKEN,
+    OKX_SIGN,
+    OKX_PASSPHRASE,
+    DB_PASSWORD,
+    COOKIE,
+    SHORT_TG,
+    "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+    "abc123def456ghi789",
+]
 
 BINANCE_URL = f"https://api.binance.com/api/v3/order?symbol=BTCUSDT&side=BUY&api_key={BINANCE_KEY}&timestamp=1700000000000&signature={BINANCE_SIG}"
 TG_URL = f"https://api.telegram.org/bot{TG_TOKEN}/sendMessage"
@@ -33,51 +44,84 @@ def _assert_clean(text: str, where: str):
 
 
 def test_span_attributes_events_and_status_are_scrubbed(collector, sink, otlp):
-    otlp.send_spans(collector.otlp_grpc_endpoint, [
-        {"name": "POST /api/v3/order", "attributes": {
-            "http.request.method": "POST",
-            "url.full": BINANCE_URL,
-            "http.url": BINANCE_URL,
-            "url.query": f"symbol=BTCUSDT&api_key={BINANCE_KEY}&signature={BINANCE_SIG}",
-            "http.target": f"/api/v3/order?symbol=BTCUSDT&signature={BINANCE_SIG}",
-            # Header capture by instrumentations: values are string arrays.
-            "http.request.header.authorization": [f"Bearer {BEARER}"],
-            "http.request.header.x-mbx-apikey": [BINANCE_KEY],
-            "http.request.header.ok-access-sign": [OKX_SIGN],
-            "http.request.header.ok-access-passphrase": [OKX_PASSPHRASE],
-            "http.request.header.cookie": [COOKIE],
-            "http.response.header.set-cookie": [COOKIE],
-            "http.request.header.accept": ["application/json"],
-            "exchange.api_key": BINANCE_KEY,
-            "order.symbol": "BTCUSDT",
-        }},
-        {"name": "telegram.send", "attributes": {"url.full": TG_URL, "http.url": f"https://api.telegram.org/bot{SHORT_TG}/getMe"},
-         "status_error": f"POST {TG_URL} failed: 502"},
-        {"name": "SELECT", "attributes": {
-            "db.statement": f"ALTER USER trader WITH PASSWORD '{DB_PASSWORD}'",
-            "db.connection_string": f"postgresql://trader:{DB_PASSWORD}@db:5432/trades",
-            "exception.context": f"headers={{'Authorization': 'Bearer {BEARER}', 'OK-ACCESS-SIGN': '{OKX_SIGN}'}}",
-        }, "events": [{"name": "exception", "attributes": {
-            "exception.type": "httpx.HTTPStatusError",
-            "exception.message": f"Client error '401' for url '{BINANCE_URL}'",
-            "http.request.header.authorization": f"Bearer {BEARER}",
-        }}]},
-    ], resource=otlp.resource(exchange__api_secret=BINANCE_SIG, bot__telegram_url=TG_URL))
+    otlp.send_spans(
+        collector.otlp_grpc_endpoint,
+        [
+            {
+                "name": "POST /api/v3/order",
+                "attributes": {
+                    "http.request.method": "POST",
+                    "url.full": BINANCE_URL,
+                    "http.url": BINANCE_URL,
+                    "url.query": f"symbol=BTCUSDT&api_key={BINANCE_KEY}&signature={BINANCE_SIG}",
+                    "http.target": f"/api/v3/order?symbol=BTCUSDT&signature={BINANCE_SIG}",
+                    # Header capture by instrumentations: values are string arrays.
+                    "http.request.header.authorization": [f"Bearer {BEARER}"],
+                    "http.request.header.x-mbx-apikey": [BINANCE_KEY],
+                    "http.request.header.ok-access-sign": [OKX_SIGN],
+                    "http.request.header.ok-access-passphrase": [OKX_PASSPHRASE],
+                    "http.request.header.cookie": [COOKIE],
+                    "http.response.header.set-cookie": [COOKIE],
+                    "http.request.header.accept": ["application/json"],
+                    "exchange.api_key": BINANCE_KEY,
+                    "order.symbol": "BTCUSDT",
+                },
+            },
+            {
+                "name": "telegram.send",
+                "attributes": {
+                    "url.full": TG_URL,
+                    "http.url": f"https://api.telegram.org/bot{SHORT_TG}/getMe",
+                },
+                "status_error": f"POST {TG_URL} failed: 502",
+            },
+            {
+                "name": "SELECT",
+                "attributes": {
+                    "db.statement": f"ALTER USER trader WITH PASSWORD '{DB_PASSWORD}'",
+                    "db.connection_string": f"postgresql://trader:{DB_PASSWORD}@db:5432/trades",
+                    "exception.context": f"headers={{'Authorization': 'Bearer {BEARER}', 'OK-ACCESS-SIGN': '{OKX_SIGN}'}}",
+                },
+                "events": [
+                    {
+                        "name": "exception",
+                        "attributes": {
+                            "exception.type": "httpx.HTTPStatusError",
+                            "exception.message": f"Client error '401' for url '{BINANCE_URL}'",
+                            "http.request.header.authorization": f"Bearer {BEARER}",
+                        },
+                    }
+                ],
+            },
+        ],
+        resource=otlp.resource(exchange__api_secret=BINANCE_SIG, bot__telegram_url=TG_URL),
+    )
 
-    spans = {s["name"]: s for s in sink.wait_for_spans(lambda s: s["resource"].get("test.run_id") == otlp.run_id, 3)}
+    spans = {
+        s["name"]: s
+        for s in sink.wait_for_spans(lambda s: s["resource"].get("test.run_id") == otlp.run_id, 3)
+    }
     _assert_clean(sink.raw(), "the sink (traces)")
 
     order = spans["POST /api/v3/order"]["attrs"]
     # Query strings keep their shape; only secret values are replaced.
-    assert order["url.full"] == ("https://api.binance.com/api/v3/order?symbol=BTCUSDT&side=BUY&api_key=[REDACTED]"
-                                 "&timestamp=1700000000000&signature=[REDACTED]")
+    assert order["url.full"] == (
+        "https://api.binance.com/api/v3/order?symbol=BTCUSDT&side=BUY&api_key=[REDACTED]"
+        "&timestamp=1700000000000&signature=[REDACTED]"
+    )
     assert order["http.url"] == order["url.full"]
     assert order["url.query"] == "symbol=BTCUSDT&api_key=[REDACTED]&signature=[REDACTED]"
     assert order["http.target"] == "/api/v3/order?symbol=BTCUSDT&signature=[REDACTED]"
     # Credential headers and credential-named attributes are removed; harmless ones stay.
-    for gone in ("http.request.header.authorization", "http.request.header.x-mbx-apikey", "http.request.header.ok-access-sign",
-                 "http.request.header.ok-access-passphrase", "http.request.header.cookie", "http.response.header.set-cookie",
-                 "exchange.api_key"):
+    for gone in (
+        "http.request.header.authorization",
+        "http.request.header.x-mbx-apikey",
+        "http.request.header.ok-access-sign",
+        "http.request.header.ok-access-passphrase",
+        "http.request.header.cookie",
+        "http.response.header.set-cookie",
+        "exchange.api_key",
+    ):
         assert gone not in order, gone
     assert order["http.request.header.accept"] == ["application/json"]
     assert order["order.symbol"] == "BTCUSDT"
@@ -90,11 +134,16 @@ def test_span_attributes_events_and_status_are_scrubbed(collector, sink, otlp):
     db = spans["SELECT"]
     assert db["attrs"]["db.statement"] == "ALTER USER trader WITH PASSWORD '[REDACTED]'"
     assert db["attrs"]["db.connection_string"] == "postgresql://[REDACTED]@db:5432/trades"
-    assert db["attrs"]["exception.context"] == "headers={'Authorization': '[REDACTED]', 'OK-ACCESS-SIGN': '[REDACTED]'}"
+    assert (
+        db["attrs"]["exception.context"]
+        == "headers={'Authorization': '[REDACTED]', 'OK-ACCESS-SIGN': '[REDACTED]'}"
+    )
     (event,) = db["events"]
     ev_attrs = {kv["key"]: kv["value"].get("stringValue") for kv in event.get("attributes", [])}
     assert "http.request.header.authorization" not in ev_attrs
-    assert ev_attrs["exception.message"].startswith("Client error '401' for url 'https://api.binance.com/api/v3/order?symbol=BTCUSDT")
+    assert ev_attrs["exception.message"].startswith(
+        "Client error '401' for url 'https://api.binance.com/api/v3/order?symbol=BTCUSDT"
+    )
     assert "api_key=[REDACTED]" in ev_attrs["exception.message"]
 
     res = spans["SELECT"]["resource"]
@@ -104,22 +153,39 @@ def test_span_attributes_events_and_status_are_scrubbed(collector, sink, otlp):
 
 
 def test_log_bodies_and_attributes_are_scrubbed(collector, sink, otlp, wait_until):
-    otlp.send_logs(collector.otlp_grpc_endpoint, [
-        {"body": f"telegram send failed: POST {TG_URL} -> 429", "attributes": {"url.full": TG_URL}},
-        {"body": f"order rejected for {BINANCE_URL}", "attributes": {"http.request.header.authorization": f"Bearer {BEARER}",
-                                                                     "exchange.passphrase": OKX_PASSPHRASE, "order.id": "o-7"}},
-        {"body": f"using config {{'api_key': '{BINANCE_KEY}', 'passphrase': '{OKX_PASSPHRASE}', 'symbol': 'ETHUSDT'}}"},
-    ])
-    logs = wait_until(lambda: (lambda l: l if len(l) >= 3 else None)(
-        [r for r in sink.logs() if r["resource"].get("test.run_id") == otlp.run_id]), 30, what="3 log records")
+    otlp.send_logs(
+        collector.otlp_grpc_endpoint,
+        [
+            {"body": f"telegram send failed: POST {TG_URL} -> 429", "attributes": {"url.full": TG_URL}},
+            {
+                "body": f"order rejected for {BINANCE_URL}",
+                "attributes": {
+                    "http.request.header.authorization": f"Bearer {BEARER}",
+                    "exchange.passphrase": OKX_PASSPHRASE,
+                    "order.id": "o-7",
+                },
+            },
+            {
+                "body": f"using config {{'api_key': '{BINANCE_KEY}', 'passphrase': '{OKX_PASSPHRASE}', 'symbol': 'ETHUSDT'}}"
+            },
+        ],
+    )
+
+    def three_records():
+        mine = [r for r in sink.logs() if r["resource"].get("test.run_id") == otlp.run_id]
+        return mine if len(mine) >= 3 else None
+
+    logs = wait_until(three_records, 30, what="3 log records")
     _assert_clean(sink.raw(), "the sink (logs)")
     bodies = sorted(r["body_value"] for r in logs)
-    assert bodies == sorted([
-        "telegram send failed: POST https://api.telegram.org/bot[REDACTED]/sendMessage -> 429",
-        "order rejected for https://api.binance.com/api/v3/order?symbol=BTCUSDT&side=BUY&api_key=[REDACTED]"
-        "&timestamp=1700000000000&signature=[REDACTED]",
-        "using config {'api_key': '[REDACTED]', 'passphrase': '[REDACTED]', 'symbol': 'ETHUSDT'}",
-    ])
+    assert bodies == sorted(
+        [
+            "telegram send failed: POST https://api.telegram.org/bot[REDACTED]/sendMessage -> 429",
+            "order rejected for https://api.binance.com/api/v3/order?symbol=BTCUSDT&side=BUY&api_key=[REDACTED]"
+            "&timestamp=1700000000000&signature=[REDACTED]",
+            "using config {'api_key': '[REDACTED]', 'passphrase': '[REDACTED]', 'symbol': 'ETHUSDT'}",
+        ]
+    )
     rejected = next(r for r in logs if r["body_value"].startswith("order rejected"))
     assert rejected["attrs"] == {"order.id": "o-7"}
     tg = next(r for r in logs if r["body_value"].startswith("telegram"))
@@ -135,12 +201,20 @@ def test_metric_attributes_are_scrubbed_before_sink_and_prometheus(collector, si
     mp.shutdown()
 
     fams = collector.wait_for_families("exchange_requests")
-    (sample,) = [s for s in fams["exchange_requests"].samples if s.labels.get("instance") == f"inst-{otlp.run_id}"]
+    (sample,) = [
+        s for s in fams["exchange_requests"].samples if s.labels.get("instance") == f"inst-{otlp.run_id}"
+    ]
     assert sample.labels["endpoint"] == "/api/v3/order"
     assert "api_key" not in sample.labels
     assert sample.labels["url"].endswith("&api_key=[REDACTED]&timestamp=1700000000000&signature=[REDACTED]")
     _assert_clean(collector.scrape(), "the Prometheus endpoint")
 
-    wait_until(lambda: any(m["name"] == "exchange_requests_total" and m["resource"].get("test.run_id") == otlp.run_id
-                           for m in sink.metrics()), 30, what="metric at sink")
+    wait_until(
+        lambda: any(
+            m["name"] == "exchange_requests_total" and m["resource"].get("test.run_id") == otlp.run_id
+            for m in sink.metrics()
+        ),
+        30,
+        what="metric at sink",
+    )
     _assert_clean(sink.raw(), "the sink (metrics)")
