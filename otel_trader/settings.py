@@ -54,6 +54,19 @@ def _parse_key_values(value: Any) -> Any:
     return pairs
 
 
+def _from_standard_variable(value: list[str]) -> bool:
+    """Whether ``disabled_instrumentations`` came from OTEL_PYTHON_DISABLED_INSTRUMENTATIONS.
+
+    Validators do not learn which alias supplied a value; ours wins when both are set, so the
+    value is the standard variable's exactly when ours is unset and the lists match.
+    """
+    env = {k.upper(): v for k, v in os.environ.items() if v.strip()}
+    if "TELEMETRY_DISABLED_INSTRUMENTATIONS" in env:
+        return False
+    standard = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+    return standard is not None and _split_list(standard) == value
+
+
 _ENDPOINT_RE = re.compile(
     r"^(?:(?P<scheme>https?|grpcs?)://)?"
     r"(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])"
@@ -187,7 +200,7 @@ class TelemetryConfig(BaseSettings):
     disabled_instrumentations: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=_env("TELEMETRY_DISABLED_INSTRUMENTATIONS", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"),
-        description="Integrations to leave off: any of `fastapi`, `httpx`, `sqlalchemy`, `redis`, `logging`.",
+        description="Integrations to leave off: any of `fastapi`, `httpx`, `sqlalchemy`, `redis`, `logging`, or `*` for all. An unknown name in TELEMETRY_DISABLED_INSTRUMENTATIONS is an error (a typo); in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS it is ignored, since that list also names contrib instrumentations (`requests`, …) that `opentelemetry-instrument` skips.",
     )
     operation_spans: bool = Field(
         False,
@@ -264,11 +277,14 @@ class TelemetryConfig(BaseSettings):
     @field_validator("disabled_instrumentations")
     @classmethod
     def _check_instrumentations(cls, value: list[str]) -> list[str]:
-        known = {"fastapi", "httpx", "sqlalchemy", "redis", "logging"}
-        unknown = [v for v in value if v.lower() not in known]
-        if unknown:
+        known = {"fastapi", "httpx", "sqlalchemy", "redis", "logging", "*"}
+        names = [v.lower() for v in value]
+        unknown = [v for v, name in zip(value, names, strict=True) if name not in known]
+        if unknown and not _from_standard_variable(value):
             raise ValueError(f"unknown integration(s) {unknown}; expected any of {sorted(known)}")
-        return [v.lower() for v in value]
+        # The standard variable is shared with opentelemetry-instrument, which reads it itself;
+        # only the names that are ours mean anything here.
+        return [name for name in names if name in known]
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -295,7 +311,7 @@ class TelemetryConfig(BaseSettings):
 
     def integration_enabled(self, name: str) -> bool:
         """Whether auto-instrumentation ``name`` is switched on."""
-        return name not in self.disabled_instrumentations
+        return name not in self.disabled_instrumentations and "*" not in self.disabled_instrumentations
 
 
 @dataclass(frozen=True)
