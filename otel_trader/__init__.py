@@ -13,6 +13,7 @@ from .middleware import MonitoringMiddleware, RequestInfo
 from .redaction import add_redact_keys
 from .redis_pool import RedisPoolMonitor
 from .settings import ConfigError, TelemetryConfig
+from .telegram import TelegramErrorReporter, TelegramLogHandler, get_error_reporter
 from .tracing import add_span_attribute, trace_operation
 from .trading import LabelValueError
 
@@ -35,10 +36,13 @@ __all__ = [
     "RedisPoolMonitor",
     "RequestInfo",
     "TelemetryConfig",
+    "TelegramErrorReporter",
+    "TelegramLogHandler",
     "TelemetryManager",
     "add_redact_keys",
     "add_span_attribute",
     "configure",
+    "get_error_reporter",
     "get_telemetry_manager",
     "health_router",
     "instrument_app",
