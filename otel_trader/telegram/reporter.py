@@ -271,7 +271,9 @@ class TelegramErrorReporter:
         self._managers.clear()
         _forget(self)
         if not self.running:
+            # Never started: whatever was queued cannot be sent now.
             self._closed = True
+            self._fail_leftovers()
             return
         for follow in self._dedup.flush():
             self._enqueue(follow)
@@ -281,13 +283,7 @@ class TelegramErrorReporter:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # What could not be sent in time is a failure, not silently lost.
-        with self._lock:
-            leftovers = list(self._intake)
-            self._intake.clear()
-        for item in leftovers:
-            if isinstance(item, ErrorReport):
-                self._count(item.level, "failed")
+        self._fail_leftovers()
         for chat in self._chats:
             while not chat.queue.empty():
                 delivery, _ = chat.queue.get_nowait()
@@ -295,6 +291,15 @@ class TelegramErrorReporter:
         if self._api is not None:
             await self._api.aclose()
         logger.info("otel-trader: Telegram error reporting stopped: %s", self.stats)
+
+    def _fail_leftovers(self) -> None:
+        # What could not be sent in time is a failure, not silently lost.
+        with self._lock:
+            leftovers = list(self._intake)
+            self._intake.clear()
+        for item in leftovers:
+            if isinstance(item, ErrorReport):
+                self._count(item.level, "failed")
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far has been handled; False on timeout."""

@@ -63,7 +63,7 @@ class TelegramSettings(BaseSettings):
     min_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "ERROR",
         validation_alias=_env("TELEGRAM_ERROR_MIN_LEVEL"),
-        description="Lowest level `TelegramLogHandler` reports.",
+        description="Lowest level a `TelegramLogHandler(reporter)` reports (ERROR without a reporter argument).",
     )
     queue_size: int = Field(
         1000,

@@ -372,3 +372,12 @@ def test_supergroup_migration_follows_the_new_chat_id(fake_telegram: FakeTelegra
     run(scenario())
     assert fake_telegram.sent()[0].chat_id == "-1001002"
     assert "Update TELEGRAM_CHAT_IDS" in caplog.text
+
+
+def test_reports_queued_but_never_started_count_as_failed_at_shutdown(fake_telegram: FakeTelegram) -> None:
+    reporter = reporter_for(fake_telegram)
+    assert reporter.submit(caught("queued before start")) == "queued"
+    run(reporter.shutdown())
+    assert reporter.stats["failed"] == 1
+    assert reporter.submit(caught("after shutdown")) == "disabled"
+    assert fake_telegram.calls == []
