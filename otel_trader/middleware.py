@@ -170,7 +170,11 @@ class MonitoringMiddleware:
     ) -> None:
         self.app = app
         self.server_span = server_span
-        self.error_hooks: list[ErrorHook] = list(error_hooks)
+        # Keep the caller's list itself (the manager's): hooks added after the middleware was
+        # built (e.g. a reporter installed in lifespan startup) must still be called.
+        self.error_hooks: list[ErrorHook] = (
+            error_hooks if isinstance(error_hooks, list) else list(error_hooks)
+        )
         prefixes = tuple(p.rstrip("/") for p in excluded_paths if p.strip("/"))
         self._excluded_exact = frozenset(prefixes)
         self._excluded_prefixes = tuple(p + "/" for p in prefixes)

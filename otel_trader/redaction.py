@@ -70,7 +70,7 @@ def _rebuild_pattern() -> None:
     global _key_value_pattern
     names = sorted({k.replace("_", "[-_]") for k in _SENSITIVE}, key=len, reverse=True)
     _key_value_pattern = re.compile(
-        r"(?i)\b(" + "|".join(names) + r")(\"?\s*[=:]\s*\"?)([^\s&,;\"']+)"
+        r"(?i)\b(" + "|".join(names) + r")(\"?\s*[=:]\s*\"?)(?!(?:bearer|basic)\s)([^\s&,;\"']+)"
     )
 
 
@@ -114,8 +114,10 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Redact ``key=value`` secrets, bearer tokens and bot tokens inside free text (log messages)."""
     assert _key_value_pattern is not None
-    text = _key_value_pattern.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    # Bearer/Basic first: in "Authorization: Bearer X" the key rule would take "Bearer" as the
+    # value and leave the token itself behind.
     text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
+    text = _key_value_pattern.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
     return _TELEGRAM_TOKEN.sub(f"/bot{REDACTED}", text)
 
 

@@ -220,6 +220,14 @@ def test_unhandled_exception_is_500_marked_and_handed_to_hooks(telemetry, app):
     assert "SECRET" not in repr(info)
 
 
+def test_hooks_added_after_the_app_started_are_called(telemetry, app):
+    asyncio.run(call(app, ("GET", "/api/items/1")))  # builds the middleware stack
+    seen: list[RequestInfo] = []
+    telemetry.manager.add_error_hook(lambda exc, info: seen.append(info))
+    asyncio.run(call(app, ("GET", "/boom")))
+    assert [info.route for info in seen] == ["/boom"]
+
+
 def test_a_failing_error_hook_does_not_change_the_response(telemetry, app):
     def broken(exc: BaseException, info: RequestInfo) -> None:
         raise ValueError("hook bug")
