@@ -46,7 +46,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from .redaction import redact_text
 from .tracing import error_type as _qualified_error_type
-from .trading import BoundedLabel, PerProvider
+from .trading import BoundedLabel, PerProvider, count_label_overflow
 
 __all__ = ["OPERATION_BUCKETS", "RedisPoolMonitor"]
 
@@ -56,8 +56,8 @@ OPERATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 _monitors: weakref.WeakSet[RedisPoolMonitor] = weakref.WeakSet()
 _monitors_lock = threading.Lock()
 # Operation names come from code, but a name built from data must not explode the series.
-_operation_label = BoundedLabel("operation", 100)
-_error_label = BoundedLabel("error_type", 50)
+_operation_label = BoundedLabel("operation", 100, count_label_overflow)
+_error_label = BoundedLabel("error_type", 50, count_label_overflow)
 
 
 def _live_monitors() -> list[RedisPoolMonitor]:

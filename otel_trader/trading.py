@@ -79,6 +79,7 @@ __all__ = [
     "Order",
     "add_realized_pnl",
     "configure_trading",
+    "count_label_overflow",
     "get_open_positions",
     "get_realized_pnl",
     "order",
@@ -205,7 +206,8 @@ def _is_proxy(provider: object) -> bool:
     return type(provider).__name__ == "_ProxyMeterProvider"
 
 
-def _count_overflow(label: str) -> None:
+def count_label_overflow(label: str) -> None:
+    """Add one to ``otel_trader_label_overflow_total{label}`` (a value was recorded as ``__other__``)."""
     # _instruments is defined below; looked up at call time.
     inst = _instruments.get()
     if inst is not None:
@@ -217,9 +219,9 @@ class _State:
 
     def __init__(self, max_symbols: int, max_strategies: int, max_exchanges: int) -> None:
         self.lock = threading.Lock()
-        self.symbol = BoundedLabel("symbol", max_symbols, _count_overflow)
-        self.strategy = BoundedLabel("strategy", max_strategies, _count_overflow)
-        self.exchange = BoundedLabel("exchange", max_exchanges, _count_overflow)
+        self.symbol = BoundedLabel("symbol", max_symbols, count_label_overflow)
+        self.strategy = BoundedLabel("strategy", max_strategies, count_label_overflow)
+        self.exchange = BoundedLabel("exchange", max_exchanges, count_label_overflow)
         #: (strategy label, symbol label) -> {(raw strategy, raw symbol): open positions}
         self.positions: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
         #: symbol label -> realized PnL

@@ -8,11 +8,11 @@ import redis.asyncio
 import sqlalchemy
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from promsamples import parse_samples
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import otel_trader
 from otel_trader import make_health_router
+from tests.trading.promsamples import parse_samples
 
 
 def _app(**deps) -> FastAPI:

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import redis
 import redis.asyncio
-from promsamples import key
 
 from otel_trader import RedisPoolMonitor
+from tests.trading.promsamples import key
 
 
 def _pool_gauges(samples, pool: str) -> dict[str, float]:

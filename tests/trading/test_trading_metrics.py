@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 from opentelemetry.trace import StatusCode
-from promsamples import families, key, parse_samples
 
 from otel_trader import LabelValueError, trading
+from tests.trading.promsamples import families, key, parse_samples
 
 
 def test_order_context_counts_times_and_spans(telemetry, samples):
