@@ -1,0 +1,11 @@
+"""The otel-trader demo: a trading API and a mock exchange, instrumented, under load.
+
+``python -m otel_trader.demo`` (or ``otel-trader demo``) starts the collector when it is
+built, the two services, drives a load and prints what the metrics say; see
+:mod:`otel_trader.demo.runner`. The apps themselves: :mod:`otel_trader.demo.api` and
+:mod:`otel_trader.demo.exchange`.
+"""
+
+#: ``service.name`` of the two demo services (the ``job`` label on the collector's :8889).
+API_SERVICE = "demo-trading-api"
+EXCHANGE_SERVICE = "demo-mock-exchange"

@@ -1,0 +1,7 @@
+"""``python -m otel_trader.demo``: run the demo (see :mod:`otel_trader.demo.runner`)."""
+
+from __future__ import annotations
+
+from .runner import main
+
+raise SystemExit(main())
