@@ -9,9 +9,9 @@
 * ``GET /health/redis/pool/stats`` — :meth:`RedisPoolMonitor.get_pool_stats`, always 200.
 * ``GET /health/db`` — ``SELECT 1`` on the SQLAlchemy engine (sync or async); 503 when down.
 
-Include it without a prefix: ``app.include_router(make_health_router(...))`` (seed 000's
-``include_router(health_router, prefix="/health")`` would give ``/health/health``; pass
-``prefix=""`` to this function instead if you want to add the prefix yourself).
+Include it without a prefix: ``app.include_router(make_health_router(...))``, or pass
+``prefix=""`` and add the prefix yourself. The module-level ``health_router`` has no prefix, so
+seed 000's ``app.include_router(health_router, prefix="/health")`` serves ``GET /health``.
 
 ``/health`` is excluded from traces and RED metrics by ``MonitoringMiddleware``'s default
 ``TELEMETRY_EXCLUDED_PATHS``; the checks themselves run with instrumentation suppressed so
@@ -104,7 +104,9 @@ def make_health_router(
     else:
         monitor = RedisPoolMonitor(redis, name=redis_name, health_timeout=timeout)
     router = APIRouter(prefix=prefix, tags=["health"])
-    root = "" if prefix else "/"
+    # An empty path: with a prefix (ours, or the one passed to include_router as seed 000
+    # does) the route is exactly "/health", not "/health/".
+    root = ""
 
     async def redis_check() -> dict[str, Any]:
         assert monitor is not None
@@ -146,5 +148,6 @@ def make_health_router(
     return router
 
 
-#: Liveness only (``GET /health``); use :func:`make_health_router` to check Redis and the database.
-health_router = make_health_router()
+#: Liveness only, for seed 000's ``app.include_router(health_router, prefix="/health")``;
+#: use :func:`make_health_router` to check Redis and the database.
+health_router = make_health_router(prefix="")

@@ -110,3 +110,24 @@ def test_health_503_names_db_when_it_is_down(telemetry, redis_server):
         assert response.json()["failing"] == ["db"]
         assert client.get("/health/db").status_code == 503
         assert "secret-pw" not in response.text
+
+
+def test_seed_style_include_of_module_health_router() -> None:
+    """Seed 000 writes ``app.include_router(health_router, prefix="/health")``."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    from otel_trader.health import health_router
+
+    app = FastAPI()
+    app.include_router(health_router, prefix="/health", tags=["health"])
+
+    async def get(path: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await c.get(path)
+
+    response = asyncio.run(get("/health"))
+    assert response.status_code == 200, response.text
+    assert asyncio.run(get("/health/health")).status_code == 404
