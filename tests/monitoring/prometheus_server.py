@@ -167,3 +167,8 @@ class PrometheusServer:
     def rules(self) -> list[dict]:
         _, body = self.api("rules")
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+
+    def alerts(self) -> list[dict]:
+        """Active alerts (pending and firing) with their labels and state."""
+        _, body = self.api("alerts")
+        return body["data"]["alerts"]

@@ -19,6 +19,10 @@ Sources (paths relative to the repository root):
 Prometheus 3 parser: :func:`parse_v3`). ``Expr.empty_when_healthy`` says why an expression may
 return nothing while everything works (it only shows a problem); ``None`` means it must return
 data under load.
+
+:func:`signoz_series` turns the OTLP/JSON the test sink received into the label sets SigNoz
+would store, and :func:`selector_matches` matches a selector from :func:`parse_v3` against
+one: together they check SigNoz queries against real data without running SigNoz.
 """
 
 from __future__ import annotations
@@ -227,3 +231,66 @@ def parse_v3(binary: Path, exprs: list[str], timeout: float = 60.0) -> list[dict
     parsed = json.loads(result.stdout)
     assert len(parsed) == len(exprs)
     return parsed
+
+
+# -- what SigNoz would store -------------------------------------------------------------------
+
+
+def signoz_series(sink_file: Path) -> list[dict[str, str]]:
+    """The label sets SigNoz stores for the OTLP metrics in the sink's file.
+
+    Names as the OTel instrument names (SigNoz does not normalise them); histograms as
+    <name>.bucket (with le, +Inf included), <name>.count and <name>.sum; labels = data point
+    attributes + resource attributes, keys unchanged (dots stay).
+    """
+    series: dict[tuple, dict[str, str]] = {}
+
+    def add(labels: dict[str, str]) -> None:
+        series.setdefault(tuple(sorted(labels.items())), labels)
+
+    for line in sink_file.read_text().splitlines():
+        request = json.loads(line)
+        for rm in request.get("resourceMetrics", []):
+            resource = {a["key"]: _value(a["value"]) for a in rm.get("resource", {}).get("attributes", [])}
+            for sm in rm.get("scopeMetrics", []):
+                for metric in sm.get("metrics", []):
+                    name = metric["name"]
+                    for kind in ("sum", "gauge"):
+                        for dp in metric.get(kind, {}).get("dataPoints", []):
+                            add({**resource, **_attrs(dp), "__name__": name})
+                    for dp in metric.get("histogram", {}).get("dataPoints", []):
+                        base = {**resource, **_attrs(dp)}
+                        add({**base, "__name__": name + ".count"})
+                        add({**base, "__name__": name + ".sum"})
+                        for bound in [*dp.get("explicitBounds", []), "+Inf"]:
+                            add({**base, "__name__": name + ".bucket", "le": _le(bound)})
+    return list(series.values())
+
+
+def _value(v: dict) -> str:
+    (raw,) = v.values() if v else ("",)
+    return str(raw).lower() if isinstance(raw, bool) else str(raw)
+
+
+def _attrs(dp: dict) -> dict[str, str]:
+    return {a["key"]: _value(a["value"]) for a in dp.get("attributes", [])}
+
+
+def _le(bound: float | str) -> str:
+    # The queries never filter on a bucket's value, only group by le; any stable format will do.
+    return bound if isinstance(bound, str) else repr(float(bound))
+
+
+def selector_matches(selector: dict, labels: dict[str, str]) -> bool:
+    """Whether a series (label set) matches a selector from :func:`parse_v3` (regexes anchored)."""
+    for m in selector["matchers"]:
+        value = labels.get(m["name"], "")
+        if m["type"] == "=" and value != m["value"]:
+            return False
+        if m["type"] == "!=" and value == m["value"]:
+            return False
+        if m["type"] == "=~" and not re.fullmatch(m["value"], value):
+            return False
+        if m["type"] == "!~" and re.fullmatch(m["value"], value):
+            return False
+    return True
