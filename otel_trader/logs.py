@@ -7,6 +7,7 @@ so a plain formatter like ``%(trace_id)s`` works; exported records carry the tra
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from opentelemetry import trace
@@ -37,6 +38,32 @@ def install_log_correlation() -> None:
     _installed_factory = factory
 
 
+class _StderrFallback(logging.Handler):
+    """otel-trader's own warnings on stderr while the application has not configured logging.
+
+    Python prints otherwise unhandled warnings through ``logging.lastResort`` only when no
+    handler exists anywhere; the export handler on the root logger counts as one. Without this,
+    under plain uvicorn (which configures only its own loggers) a warning such as "collector
+    unreachable" would only be exported, to the collector it is about.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if any(not getattr(h, "_otel_trader_export", False) for h in logging.getLogger().handlers):
+            return  # the application has a handler of its own: the record reaches it by propagation
+        try:
+            # sys.stderr looked up per record, like lastResort (it may be replaced at runtime).
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _install_stderr_fallback() -> None:
+    package_logger = logging.getLogger("otel_trader")
+    if not any(isinstance(h, _StderrFallback) for h in package_logger.handlers):
+        package_logger.addHandler(_StderrFallback(logging.WARNING))
+
+
 def install_log_export(resource: Any, exporter: Any, level: str, meter_provider: Any) -> Any:
     """Create a LoggerProvider exporting through ``exporter`` and attach a handler to the root logger."""
     if exporter is None:
@@ -46,10 +73,12 @@ def install_log_export(resource: Any, exporter: Any, level: str, meter_provider:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    from .manager import sdk_self_metrics
+    from .manager import batch_size_limit, sdk_self_metrics
 
     with sdk_self_metrics():
-        processor = BatchLogRecordProcessor(exporter, meter_provider=meter_provider)
+        processor = BatchLogRecordProcessor(
+            exporter, meter_provider=meter_provider, **batch_size_limit("OTEL_BLRP")
+        )
     provider.add_log_record_processor(processor)
     handler = LoggingHandler(level=getattr(logging, level), logger_provider=provider)
     # The exporter's own warnings must not be exported again through it (a loop when the
@@ -58,7 +87,9 @@ def install_log_export(resource: Any, exporter: Any, level: str, meter_provider:
     from .redaction import RedactingFilter
 
     handler.addFilter(RedactingFilter())
+    handler._otel_trader_export = True  # type: ignore[attr-defined]
     logging.getLogger().addHandler(handler)
+    _install_stderr_fallback()
     if logging.getLogger().level > getattr(logging, level) or logging.getLogger().level == logging.NOTSET:
         # Python's root logger defaults to WARNING; without this INFO records never reach the handler.
         logging.getLogger().setLevel(getattr(logging, level))

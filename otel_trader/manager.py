@@ -9,8 +9,9 @@ import os
 import platform
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -50,8 +51,12 @@ class TelemetryManager:
         self.resource: Resource | None = None
         #: The in-process Prometheus registry `/metrics` serves (None when disabled).
         self.prometheus_registry: Any = None
+        self._prometheus_reader: Any = None
+        self._push_readers: list[Any] = []
         self._configured = False
         self._shut_down = False
+        #: Seconds the exit path already spent on exporters that did not finish (lifespan flush).
+        self._exit_budget_spent = 0.0
         self._lock = threading.Lock()
         self._instrumented: list[Callable[[], None]] = []
         #: Called with (exception, RequestInfo) for unhandled request exceptions; shared with
@@ -87,6 +92,13 @@ class TelemetryManager:
         return self
 
     def _install(self, span_exporter: Any, metric_readers: Any, log_exporter: Any) -> None:
+        # Imported before any provider exists, on purpose: concurrent.futures.thread holds a lock
+        # across fork and releases it in its own after-fork hook, and hooks run in registration
+        # order. The SDK providers' after-fork hooks (>= 1.45) submit to a ThreadPoolExecutor; if
+        # the module were first imported later (our Redis integration imports it), a forked
+        # worker (gunicorn --preload) would deadlock in that hook before running any code.
+        import concurrent.futures.thread  # noqa: F401
+
         from opentelemetry import _logs, metrics
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -111,8 +123,12 @@ class TelemetryManager:
             from .prometheus import build_prometheus_reader
 
             reader, self.prometheus_registry = build_prometheus_reader()
+            self._prometheus_reader = reader
             readers.append(reader)
 
+        # Flushed by flush(); a pull reader must not be: a Prometheus collect outside a scrape
+        # leaves data that the next scrape then shows twice.
+        self._push_readers = [r for r in readers if r is not self._prometheus_reader]
         self.meter_provider = MeterProvider(
             resource=self.resource, metric_readers=readers, shutdown_on_exit=False
         )
@@ -123,7 +139,9 @@ class TelemetryManager:
         )
         if spans is not None:
             with sdk_self_metrics():
-                processor = BatchSpanProcessor(spans, meter_provider=self.meter_provider)
+                processor = BatchSpanProcessor(
+                    spans, meter_provider=self.meter_provider, **batch_size_limit("OTEL_BSP")
+                )
             self.tracer_provider.add_span_processor(processor)
         trace.set_tracer_provider(self.tracer_provider)
 
@@ -159,16 +177,32 @@ class TelemetryManager:
         self._instrumented = instrument_libraries(self.config, self.tracer_provider, self.meter_provider)
 
     def _after_fork(self) -> None:
-        # A forked worker is its own instance: give it its own service.instance.id. All
-        # tracers and the meter provider hold this one Resource object, so updating it in place
-        # reaches every signal (Resource has no public setter).
-        if self.resource is not None:
-            from opentelemetry.attributes import BoundedAttributes
+        # A forked worker is its own instance: its own service.instance.id and process.pid.
+        # SDK >= 1.45 providers refresh service.instance.id themselves after fork (a per-process
+        # id, merged into a *new* Resource object per provider) but not process.pid, and no
+        # longer see the object built here; older SDKs keep that object. So update the object in
+        # place (Resource has no public setter) and merge the same attributes into each provider.
+        if self.resource is None:
+            return
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.resources import Resource
 
-            attributes = dict(self.resource.attributes)
-            attributes["service.instance.id"] = str(uuid.uuid4())
-            attributes["process.pid"] = os.getpid()
-            self.resource._attributes = BoundedAttributes(attributes=attributes, immutable=True)
+        fresh: dict[str, Any] = {"service.instance.id": _process_instance_id(), "process.pid": os.getpid()}
+        self.resource._attributes = BoundedAttributes(
+            attributes={**self.resource.attributes, **fresh}, immutable=True
+        )
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            update = getattr(provider, "_update_resource", None)
+            if update is not None:
+                try:
+                    update(Resource(fresh))
+                except Exception:  # never break the child over an attribute
+                    logger.debug("resource update after fork failed", exc_info=True)
+        # The Prometheus reader builds target_info once and keeps it; a scrape before the fork
+        # would leave the child showing the parent's identity.
+        collector = getattr(self._prometheus_reader, "_collector", None)
+        if collector is not None and hasattr(collector, "_target_info"):
+            collector._target_info = None
 
     def instrument_app(self, app: Any) -> Any:
         """Instrument a FastAPI/Starlette app: RED metrics, server spans, ``/metrics``. Returns ``app``."""
@@ -178,6 +212,7 @@ class TelemetryManager:
         from .integrations.fastapi import instrument_fastapi
 
         instrument_fastapi(app, self)
+        _flush_after_lifespan(app, self)
         app._otel_trader_instrumented = True
         return app
 
@@ -186,6 +221,29 @@ class TelemetryManager:
         self.error_hooks.append(hook)
 
     # -- tear-down ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Export what is buffered now, waiting at most ``timeout`` seconds (default: the shutdown deadline).
+
+        Returns ``True`` when every provider flushed in time. Providers keep working afterwards.
+        """
+        if self._shut_down or not self._configured:
+            return True
+        deadline = self.config.shutdown_timeout_seconds if timeout is None else timeout
+        flushable = [p for p in (self.tracer_provider, self.logger_provider, *self._push_readers) if p]
+        done = threading.Event()
+
+        def flush_all() -> None:
+            for provider in flushable:
+                try:
+                    provider.force_flush()
+                except Exception:
+                    logger.debug("provider flush failed", exc_info=True)
+            done.set()
+
+        # As in shutdown(): a stuck exporter keeps a daemon thread busy, not the caller.
+        threading.Thread(target=flush_all, name="otel-trader-flush", daemon=True).start()
+        return done.wait(deadline)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop every provider within ``timeout`` seconds (default: the configured deadline).
@@ -207,6 +265,10 @@ class TelemetryManager:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
         deadline = self.config.shutdown_timeout_seconds if timeout is None else timeout
+        if timeout is None:
+            # One deadline for the whole exit: after a lifespan flush that waited it out on a
+            # dead collector, waiting again at atexit would only double the exit time.
+            deadline = max(0.0, deadline - self._exit_budget_spent)
         providers = [p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p]
         done = threading.Event()
 
@@ -224,7 +286,7 @@ class TelemetryManager:
         if not finished:
             logger.warning(
                 "otel-trader: telemetry shutdown did not finish within %.1fs; unsent data was dropped",
-                deadline,
+                deadline + (self._exit_budget_spent if timeout is None else 0.0),
             )
         return finished
 
@@ -282,6 +344,58 @@ def sdk_self_metrics() -> Iterator[None]:
     finally:
         if previous is None:
             del os.environ[name]
+
+
+def _process_instance_id() -> str:
+    """The SDK's per-process service.instance.id (what its providers use after a fork), else a new UUID."""
+    try:
+        from opentelemetry.sdk.resources import ServiceInstanceIdResourceDetector
+
+        return str(ServiceInstanceIdResourceDetector().detect().attributes["service.instance.id"])
+    except Exception:  # SDK without the detector
+        return str(uuid.uuid4())
+
+
+def _flush_after_lifespan(app: Any, manager: TelemetryManager) -> None:
+    """Flush telemetry (within the deadline) when ``app``'s lifespan ends.
+
+    uvicorn handles SIGTERM by shutting down and then re-raising the signal with the default
+    handler, which ends the process without running atexit: the atexit ``shutdown()`` never
+    runs in ``docker stop``/Kubernetes/systemd, and the last spans, logs and metrics were lost.
+    The lifespan shutdown is the last point the application reliably reaches. A flush, not a
+    shutdown, so an app started and stopped several times in one process (tests) keeps working.
+    """
+    router: Any = getattr(app, "router", None)
+    original = getattr(router, "lifespan_context", None)
+    if original is None:
+        return
+
+    @contextlib.asynccontextmanager
+    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
+        async with original(lifespan_app) as state:
+            yield state
+        from anyio import to_thread
+
+        start = time.monotonic()
+        if not await to_thread.run_sync(manager.flush):
+            manager._exit_budget_spent += time.monotonic() - start
+
+    router.lifespan_context = lifespan
+
+
+def batch_size_limit(prefix: str) -> dict[str, int]:
+    """``max_export_batch_size`` capped at the queue size set by ``<prefix>_MAX_QUEUE_SIZE``.
+
+    The SDK's batch processors raise ValueError when the queue is smaller than the batch (512 by
+    default), so ``OTEL_BSP_MAX_QUEUE_SIZE=100`` alone would crash ``configure()``. Returns the
+    keyword to pass, or nothing (the SDK reads and validates the variables itself).
+    """
+    try:
+        queue = int(os.environ.get(f"{prefix}_MAX_QUEUE_SIZE", "2048"))
+        batch = int(os.environ.get(f"{prefix}_MAX_EXPORT_BATCH_SIZE", "512"))
+    except ValueError:
+        return {}
+    return {"max_export_batch_size": queue} if 0 < queue < batch else {}
 
 
 def build_resource(config: TelemetryConfig) -> Resource:
