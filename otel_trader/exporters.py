@@ -3,19 +3,100 @@
 Each exporter is wrapped in :class:`ForkSafe`, so a process forked after configuration
 (gunicorn ``--preload``, multiprocessing) gets a fresh gRPC channel or HTTP session instead of
 sharing the parent's, which gRPC does not allow.
+
+While the collector is unreachable the OTLP exporters log every retry and every failed batch,
+per signal, every few seconds. :class:`ExportHealth` replaces that with one warning when exports
+start failing (carrying the exporter's last error) and one info line when they recover.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .settings import TelemetryConfig
 
-__all__ = ["ForkSafe", "build_exporters"]
+__all__ = ["ExportHealth", "ForkSafe", "build_exporters"]
+
+logger = logging.getLogger("otel_trader")
+
+#: The loggers the OTLP exporters report retries and failed batches on.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+)
+_EXPORT_NOISE = ("Transient error", "Failed to export", "Shutdown in progress")
+
+
+class ExportHealth(logging.Filter):
+    """Collector reachability as the exports see it: warn once when they fail, once when they recover.
+
+    Installed as a filter on the OTLP exporter loggers, it swallows their per-attempt messages
+    (kept as the detail of its own warning, and re-logged at DEBUG on ``otel_trader``). After a
+    recovery, a new outage is warned about again only if the last warning is ``rewarn_after``
+    seconds old, so a flapping collector cannot flood the application log either.
+    """
+
+    def __init__(self, endpoint: str, rewarn_after: float = 300.0) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.rewarn_after = rewarn_after
+        self.failing = False
+        self.last_error = ""
+        self._warned_at: float | None = None
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Swallow the exporters' retry/failure lines (logging filter protocol)."""
+        message = record.getMessage()
+        if not message.startswith(_EXPORT_NOISE):
+            return True
+        self.last_error = message
+        logger.debug("otel-trader: %s", message)
+        return False
+
+    def report(self, signal: str, ok: bool) -> None:
+        """Record whether one export of ``signal`` succeeded."""
+        with self._lock:
+            if ok == (not self.failing):
+                return
+            self.failing = not ok
+            now = time.monotonic()
+            if ok:
+                logger.info("otel-trader: OTLP collector at %s is reachable again", self.endpoint)
+                return
+            if self._warned_at is not None and now - self._warned_at < self.rewarn_after:
+                return
+            self._warned_at = now
+        logger.warning(
+            "otel-trader: cannot export %s to the OTLP collector at %s (%s); telemetry is dropped "
+            "until it is reachable. The application is not affected. This is logged once; "
+            "details per attempt at DEBUG on the 'otel_trader' logger.",
+            signal,
+            self.endpoint,
+            self.last_error or "export failed",
+        )
+
+    def install(self) -> ExportHealth:
+        """Attach to the exporter loggers, replacing a previously installed instance."""
+        global _installed_health
+        for name in _EXPORTER_LOGGERS:
+            target = logging.getLogger(name)
+            if _installed_health is not None:
+                target.removeFilter(_installed_health)
+            target.addFilter(self)
+        _installed_health = self
+        return self
+
+
+_installed_health: ExportHealth | None = None
 
 
 class ForkSafe:
@@ -25,8 +106,12 @@ class ForkSafe:
     this handles the transport underneath them.
     """
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(
+        self, factory: Callable[[], Any], health: ExportHealth | None = None, signal: str = "telemetry"
+    ) -> None:
         self._factory = factory
+        self._health = health
+        self._signal = signal
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._exporter = factory()
@@ -42,7 +127,17 @@ class ForkSafe:
         return self._exporter
 
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.export(batch, *args, **kwargs)
+        """Export through this process's exporter, reporting the outcome to the health tracker."""
+        try:
+            result = self.inner.export(batch, *args, **kwargs)
+        except Exception:
+            if self._health is not None:
+                self._health.report(self._signal, False)
+            raise
+        if self._health is not None:
+            # Span, metric and log export results are all enums with SUCCESS and FAILURE.
+            self._health.report(self._signal, getattr(result, "name", None) == "SUCCESS")
+        return result
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner.shutdown(*args, **kwargs)
@@ -70,6 +165,7 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
     target = config.otlp
     headers = dict(config.otlp_headers) or None
     timeout = config.otlp_timeout_seconds
+    health = ExportHealth(target.endpoint).install()
     if target.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
@@ -93,9 +189,9 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
             timeout=timeout,
         )
         return (
-            ForkSafe(lambda: GrpcSpans(**common)),
-            ForkSafe(lambda: GrpcMetrics(**common)),
-            ForkSafe(lambda: GrpcLogs(**common)),
+            ForkSafe(lambda: GrpcSpans(**common), health, "spans"),
+            ForkSafe(lambda: GrpcMetrics(**common), health, "metrics"),
+            ForkSafe(lambda: GrpcLogs(**common), health, "logs"),
         )
 
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
@@ -113,7 +209,9 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
                 headers=headers,
                 timeout=timeout,
                 certificate_file=config.otlp_certificate,
-            )
+            ),
+            health,
+            {"traces": "spans"}.get(signal, signal),
         )
 
     return http(HttpSpans, "traces"), http(HttpMetrics, "metrics"), http(HttpLogs, "logs")
