@@ -260,3 +260,17 @@ def test_disabled_instrumentations_from_the_standard_variable(monkeypatch: pytes
     monkeypatch.delenv("TELEMETRY_DISABLED_INSTRUMENTATIONS")
     with pytest.raises(ConfigError, match="argument disabled_instrumentations"):
         TelemetryConfig(disabled_instrumentations="nope")
+
+
+@pytest.mark.timeout(60)
+def test_explicit_instrument_app_under_opentelemetry_instrument_counts_once(launcher: Launcher) -> None:
+    """An app that calls otel_trader.instrument_app itself, run under opentelemetry-instrument."""
+    app = launcher.uvicorn(
+        "dead_collector_app", clean_env(TELEMETRY_EXPORTER="none", OTEL_SERVICE_NAME=SERVICE), instrument=True
+    )
+    with httpx.Client(base_url=app.url, timeout=10) as client:
+        for _ in range(4):
+            assert client.get("/quote/BTC").status_code == 200
+        text = client.get("/metrics").text
+    (count,) = [s.value for s in samples(text, "http_requests") if s.name == "http_requests_total"]
+    assert count == 4
