@@ -601,7 +601,7 @@ def pipeline_health() -> Dashboard:
         row("Error reports (Telegram)"),
         Panel("Error Reports", "timeseries", lambda d: [q(
             rate_sum(d, "otel_trader_error_reports_total", by=("level", "result")), d.legend("level", "result"),
-            "the reporter counts only reported errors; the demo load reports none")],
+            "the reporter counts only reported errors; a healthy app reports none")],
               unit="ops", description="Error reports sent, suppressed (deduplicated) or failed."),
         Panel("Error Reports Dropped", "timeseries", lambda d: [q(
             rate_sum(d, "otel_trader_error_reports_dropped_total", by=("job",)), d.legend("job"), DROPPED)],

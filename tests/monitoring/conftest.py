@@ -11,6 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+try:
+    import yaml  # noqa: F401  (Prometheus config and rule files are YAML)
+except ImportError as exc:  # a clear message instead of an ImportError deep in a helper
+    raise ImportError("tests/monitoring need PyYAML: pip install pyyaml (it belongs in the dev extra)") from exc
+
 from prometheus_server import PrometheusServer, render_config
 from promql import build_v3_parser
 

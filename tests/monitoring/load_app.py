@@ -8,14 +8,18 @@ on purpose what only a problem causes (a 500, a failing Redis operation, span an
 that overflow small SDK queues), so the "only when something is wrong" expressions are proven
 too. It stands in for ``otel_trader.demo`` until that is committed.
 
-Environment: the usual otel-trader variables, plus ``LOAD_APP_REDIS_URL`` (a real Redis).
+Environment: the usual otel-trader variables (``TELEGRAM_*`` included: the test points the
+reporter's Bot API at a closed loopback port, so reports fail and a burst overflows its queue),
+plus ``LOAD_APP_REDIS_URL`` (a real Redis).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 
 import redis.asyncio
 from fastapi import FastAPI
@@ -25,10 +29,22 @@ import otel_trader
 from otel_trader import trading
 from otel_trader.health import make_health_router
 from otel_trader.redis_pool import RedisPoolMonitor
+from otel_trader.telegram import TelegramErrorReporter
 
 logger = logging.getLogger("load_app")
 
-app = FastAPI(title="otel-trader monitoring load app")
+reporter = TelegramErrorReporter.from_env()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    await reporter.initialize()
+    yield
+    await reporter.shutdown(timeout=1)
+
+
+app = FastAPI(title="otel-trader monitoring load app", lifespan=lifespan)
+reporter.install()  # unhandled request exceptions (/boom) -> Telegram reports
 pool = redis.asyncio.ConnectionPool.from_url(os.environ["LOAD_APP_REDIS_URL"], max_connections=8)
 client = redis.asyncio.Redis(connection_pool=pool)
 monitor = RedisPoolMonitor(pool, name="cache")
@@ -96,6 +112,17 @@ async def span_burst(n: int = 500) -> dict:
         with otel_trader.trace_operation("burst", {"i": i}):
             pass
     return {"spans": n}
+
+
+@app.post("/report-burst")
+async def report_burst(n: int = 20) -> dict:
+    """Distinct errors at once: beyond TELEGRAM_ERROR_QUEUE_SIZE they are dropped (and counted).
+
+    Distinct exception types, so deduplication (which ignores digits in messages) lets each through.
+    """
+    errors = [type(f"LoadAppError{chr(65 + i % 26)}{chr(65 + i // 26)}", (RuntimeError,), {}) for i in range(n)]
+    outcomes = [reporter.submit(error("load app: report burst")) for error in errors]
+    return {"outcomes": outcomes}
 
 
 @app.post("/log-burst")

@@ -2,12 +2,13 @@
 
 The healthy end-to-end run (test_data_e2e.py) cannot show the expressions that only return
 data while export fails. Here the collector's OTLP exporter points at a closed port with a
-sending queue of 2 batches, an OTLP client keeps sending spans and metrics, and:
+sending queue of 2 batches, an OTLP client keeps sending spans, metrics and logs, and:
 
 * the conditions of OtelExportDataLost, OtelExporterQueueNearlyFull and OtelExporterStalled
   return series, and Prometheus (evaluating alerts/*.yml every second) has them pending;
-* the Grafana panel queries for enqueue failures and queue fill return data;
-* the SigNoz queries for the same find otelcol_exporter_enqueue_failed_spans in what the
+* the Grafana panel queries for enqueue failures (spans, metric points, log records) and
+  queue fill return data;
+* the SigNoz queries for the same find otelcol_exporter_enqueue_failed_* in what the
   collector pushes about itself (signoz/otelcol-telemetry.yaml, sent to a live sink here:
   in real life an outage of SigNoz would also stop this push, which is why these alerts
   belong in Prometheus as well).
@@ -39,9 +40,13 @@ class Outage:
 
 
 def _send(endpoint: str, stop: threading.Event) -> None:
-    """Spans and metrics over OTLP/gRPC with private providers (no global OTel state)."""
+    """Spans, metrics and logs over OTLP/gRPC with private providers (no global OTel state)."""
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
@@ -53,6 +58,9 @@ def _send(endpoint: str, stop: threading.Event) -> None:
     tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2)))
     meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(
         OTLPMetricExporter(endpoint=endpoint, insecure=True, timeout=2), export_interval_millis=300)])
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True, timeout=2)))
+    otel_logger = logger_provider.get_logger("outage")  # emits directly: no logging.Handler to install
     tracer = tracer_provider.get_tracer("outage")
     counter = meter_provider.get_meter("outage").create_counter("outage_requests_total")
     try:
@@ -60,10 +68,12 @@ def _send(endpoint: str, stop: threading.Event) -> None:
             for _ in range(5):
                 with tracer.start_as_current_span("outage"):
                     counter.add(1)
+                    otel_logger.emit(body="outage", severity_number=SeverityNumber.WARN, severity_text="WARN")
             stop.wait(0.1)
     finally:
         tracer_provider.shutdown()
         meter_provider.shutdown()
+        logger_provider.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +144,7 @@ def test_outage_alerts_see_the_outage(outage: Outage) -> None:
 
 def test_grafana_failure_panels_have_data(outage: Outage) -> None:
     wanted = {"Export Failures and Drops per Second / D", "Export Failures and Drops per Second / E",
-              "Export Queue Fill / A", "Sending Queue Size / A"}
+              "Export Failures and Drops per Second / F", "Export Queue Fill / A", "Sending Queue Size / A"}
     exprs = [e for e in EXPRESSIONS if e.source == "grafana" and any(e.where.endswith(w) for w in wanted)]
     assert len(exprs) == len(wanted)
     deadline = time.monotonic() + 30
@@ -151,9 +161,9 @@ def test_signoz_failure_queries_match_pushed_self_metrics(outage: Outage, v3_par
     exprs = [e for e in EXPRESSIONS if e.dialect == "signoz" and "enqueue_failed" in e.expr]
     assert exprs
     parsed = parse_v3(v3_parser, [e.rendered() for e in exprs])
-    selectors = [s for result in parsed for s in result["selectors"] if s["name"] in
-                 ("otelcol_exporter_enqueue_failed_spans", "otelcol_exporter_enqueue_failed_metric_points")]
-    assert selectors
+    selectors = [s for result in parsed for s in result["selectors"] if s["name"].startswith("otelcol_exporter_enqueue_failed_")]
+    assert {s["name"] for s in selectors} == {f"otelcol_exporter_enqueue_failed_{kind}"
+                                              for kind in ("spans", "metric_points", "log_records")}
     deadline = time.monotonic() + 30
     unmatched = selectors
     while unmatched and time.monotonic() < deadline:
