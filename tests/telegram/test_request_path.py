@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 import otel_trader
-from otel_trader import TelegramErrorReporter, TelegramLogHandler
+from otel_trader import TelegramErrorReporter, TelegramLogHandler, TelemetryManager
+from otel_trader.integrations.fastapi import instrument_fastapi
 
 from .conftest import run, wait_until
 from .fake_telegram import TOKEN, FakeTelegram
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.timeout(120)
 SIGNOZ = "http://signoz.local:3301"
 
 
-def make_app() -> FastAPI:
+def make_app(manager: Any = None) -> FastAPI:
+    """The failing test app, instrumented by ``manager`` (default: the process manager)."""
     app = FastAPI()
 
     @app.post("/orders/{symbol}")
@@ -39,7 +41,10 @@ def make_app() -> FastAPI:
     async def ok() -> dict[str, str]:
         return {"status": "ok"}
 
-    return otel_trader.instrument_app(app)
+    if manager is None:
+        return otel_trader.instrument_app(app)
+    instrument_fastapi(app, manager)  # on the already-installed providers, with manager's hooks
+    return app
 
 
 def reporter_for(fake: FakeTelegram, **options: Any) -> TelegramErrorReporter:
@@ -190,9 +195,12 @@ def test_request_path_latency_unaffected_by_reporting(fake_telegram: FakeTelegra
 
     async def scenario() -> tuple[float, float, int, dict[str, int]]:
         reporter = reporter_for(fake_telegram)
-        app_off, app_on = make_app(), make_app()
+        # Reporting off: an app under a second manager, same config and providers, no hooks.
+        # (Hooks are per manager; every app of the process manager shares its hook list.)
+        off_manager = TelemetryManager(telemetry.manager.config)
+        app_off, app_on = make_app(off_manager), make_app()
         async with client_for(app_off) as off, client_for(app_on) as on:
-            await off.get("/ok")  # builds app_off's middleware before the hook exists
+            await off.get("/ok")
             reporter.install()
             await reporter.initialize()
             await on.get("/ok")
