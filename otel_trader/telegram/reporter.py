@@ -317,11 +317,9 @@ class TelegramErrorReporter:
     def install(self, manager: Any = None) -> TelegramErrorReporter:
         """Register :meth:`hook` as ``manager``'s error hook (default: the process TelemetryManager).
 
-        Every MonitoringMiddleware of that manager then reports unhandled request exceptions.
-        Install before the app handles its first ASGI event (lifespan startup included), e.g.
-        right after creating the app: the middleware takes the manager's hook list when
-        Starlette builds the middleware stack. It needs no event loop; ``initialize()`` can
-        follow in the lifespan.
+        Every MonitoringMiddleware of that manager then reports unhandled request exceptions,
+        including apps already serving (they share the manager's hook list), so installing in
+        lifespan startup works. It needs no event loop; ``initialize()`` can follow.
         """
         if manager is None:
             from ..manager import get_telemetry_manager
