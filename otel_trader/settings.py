@@ -429,18 +429,24 @@ def settings_table_markdown(model: type[BaseSettings] | None = None) -> str:
     return "\n".join(rows)
 
 
-_BEGIN, _END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
+def _readme_tables() -> dict[str, type[BaseSettings]]:
+    from .telegram.settings import TelegramSettings  # imported late: it imports this module
+
+    return {"settings-table": TelemetryConfig, "telegram-settings-table": TelegramSettings}
 
 
 def update_readme(path: str) -> bool:
-    """Rewrite the settings table between the README's markers; True when the file changed."""
+    """Rewrite each generated settings table between its README markers; True when the file changed."""
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
-    head, _, rest = text.partition(_BEGIN)
-    _, _, tail = rest.partition(_END)
-    if not rest:
-        raise SystemExit(f"{path} has no {_BEGIN} marker")
-    new = f"{head}{_BEGIN}\n{settings_table_markdown()}\n{_END}{tail}"
+    new = text
+    for marker, model in _readme_tables().items():
+        begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+        head, found, rest = new.partition(begin)
+        _, found_end, tail = rest.partition(end)
+        if not found or not found_end:
+            raise SystemExit(f"{path} lacks the {begin} … {end} markers")
+        new = f"{head}{begin}\n{settings_table_markdown(model)}\n{end}{tail}"
     if new != text:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(new)

@@ -107,6 +107,9 @@ def test_metric_interval_from_standard_variable_in_milliseconds(reset_otel, monk
     assert TelemetryConfig().metric_export_interval == 2.0
 
 
-def test_readme_settings_table_is_generated_from_the_table():
+def test_readme_settings_tables_are_generated_from_the_tables():
+    from otel_trader.telegram.settings import TelegramSettings
+
     readme = (ROOT / "README.md").read_text()
     assert settings_table_markdown() in readme, "README settings table is stale: run `make readme`"
+    assert settings_table_markdown(TelegramSettings) in readme, "Telegram table is stale: run `make readme`"
