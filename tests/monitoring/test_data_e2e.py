@@ -26,69 +26,47 @@ span burst into a small SDK queue). What stays empty is printed with its reason
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_server import PrometheusServer, free_port, render_config
-from promql import ALERT_CONDITION, extract_all, parse_v3, selector_matches, signoz_series
-
-from otel_trader.collector import CollectorPorts, CollectorProcess, SinkProcess
+from prometheus_server import free_port
+from promql import ALERT_CONDITION, extract_all, signoz_series
+from stack import (
+    API_SERVICE,
+    Stack,
+    check_alert_selectors,
+    check_grafana,
+    check_signoz,
+    start_uvicorn,
+    telemetry_env,
+)
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-SERVICE = "trader-api"
 EXPRESSIONS = extract_all()
+GRAFANA = [e for e in EXPRESSIONS if e.source in ("grafana", "grafana-variable")]
+RULES = [e for e in EXPRESSIONS if e.source == "prometheus-rule"]
+SIGNOZ = [e for e in EXPRESSIONS if e.dialect == "signoz"]
 
-#: Selectors (by metric name) of alert rules and SigNoz queries that exist only when
-#: something is wrong, and that this load does not provoke.
-SELECTORS_ONLY_WHEN_WRONG = {
-    re.compile(r"otelcol_exporter_enqueue_failed_\w+"):
+#: Selectors (pattern searched in the selector text) of alert rules and SigNoz queries that
+#: exist only when something is wrong, and that this load does not provoke.
+ONLY_WHEN_WRONG = {
+    re.compile(r"otelcol_exporter_enqueue_failed_"):
         "the collector creates enqueue_failed_* only when a batch does not fit in the sending queue "
         "(proven in test_data_e2e_outage.py)",
 }
 
 
-def only_when_wrong(name: str) -> str | None:
-    for pattern, reason in SELECTORS_ONLY_WHEN_WRONG.items():
-        if pattern.fullmatch(name):
-            return reason
-    return None
-
-
-@dataclass
-class Stack:
-    prometheus: PrometheusServer
-    sink: SinkProcess
-    collector: CollectorProcess
-    app_url: str
-    tmp: Path
-
-
-def _app_env(collector: CollectorProcess, redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TELEMETRY_", "OTLP_", "OTEL_", "TELEGRAM_", "METRIC_"))
-           and k not in ("SERVICE_NAME", "ENVIRONMENT", "SERVICE_VERSION")}
-    env.update(
-        TELEMETRY_ENABLED="true",
-        SERVICE_NAME=SERVICE,
-        ENVIRONMENT="ci",
-        OTLP_ENDPOINT=collector.endpoints.otlp_grpc,
-        OTLP_INSECURE="true",
-        METRIC_EXPORT_INTERVAL_SECONDS="1",
+def _app_env(stack: Stack, redis_url: str) -> dict[str, str]:
+    return telemetry_env(
+        stack.collector, API_SERVICE,
         TELEMETRY_LOGS_ENABLED="true",
-        # a small span queue, so /span-burst overflows it (otel_sdk_processor_span_processed_total{error_type="queue_full"})
+        # small SDK queues, so /span-burst and /log-burst overflow them (error_type="queue_full")
         OTEL_BSP_MAX_QUEUE_SIZE="64",
         OTEL_BSP_MAX_EXPORT_BATCH_SIZE="64",
-        OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_BLRP_MAX_QUEUE_SIZE="64",
         OTEL_BLRP_MAX_EXPORT_BATCH_SIZE="64",
         OTEL_BLRP_SCHEDULE_DELAY="200",
@@ -103,7 +81,6 @@ def _app_env(collector: CollectorProcess, redis_url: str) -> dict[str, str]:
         TELEGRAM_TIMEOUT_SECONDS="1",
         TELEGRAM_ERROR_QUEUE_SIZE="1",
     )
-    return env
 
 
 def _drive(url: str, stop: threading.Event) -> None:
@@ -141,151 +118,47 @@ def _drive(url: str, stop: threading.Event) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("monitoring-e2e")
-    sink = SinkProcess(tmp / "sink.jsonl", log_path=tmp / "sink.log").start()
-    collector = app = prometheus = None
+    stack = Stack.start_pipeline(tmp_path_factory.mktemp("monitoring-e2e"))
     stop = threading.Event()
     load = None
     try:
-        collector = CollectorProcess(
-            ports=CollectorPorts.free(),
-            storage_dir=tmp / "queue",
-            signoz_endpoint=sink.otlp_grpc_endpoint,
-            extra_configs=[ROOT / "signoz" / "otelcol-telemetry.yaml"],
-            env={
-                "OTELCOL_BATCH_TIMEOUT": "200ms",
-                "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-                "OTELCOL_DEPLOYMENT_ENVIRONMENT": "ci",
-                "SIGNOZ_TELEMETRY_ENDPOINT": f"http://{sink.otlp_grpc_endpoint}",
-                "OTELCOL_TELEMETRY_PUSH_INTERVAL_MS": "1000",
-            },
-            log_path=tmp / "collector.log",
-        ).start()
-
-        app_port = free_port()
-        with open(tmp / "app.log", "wb") as log:
-            app = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "load_app:app", "--app-dir", str(HERE),
-                 "--host", "127.0.0.1", "--port", str(app_port), "--log-level", "warning"],
-                env=_app_env(collector, redis_server.url), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            )
-        app_url = f"http://127.0.0.1:{app_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(app_url + "/orders/BTC-USDT", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert app.poll() is None, f"load app exited:\n{(tmp / 'app.log').read_text()}"
-            assert time.monotonic() < deadline, f"load app not answering:\n{(tmp / 'app.log').read_text()}"
-            time.sleep(0.1)
-
-        prom_port = free_port()
-        config = render_config(
-            tmp / "prometheus.yml",
-            targets={
-                "prometheus": [f"127.0.0.1:{prom_port}"],
-                "otel-collector": [f"127.0.0.1:{collector.ports.prometheus}"],
-                "otel-collector-self": [f"127.0.0.1:{collector.ports.telemetry}"],
-                "trader-api": [f"127.0.0.1:{app_port}"],
-            },
-            scrape_interval="1s",
-        )
-        prometheus = PrometheusServer(config, tmp / "tsdb", port=prom_port).start()
-
-        load = threading.Thread(target=_drive, args=(app_url, stop), daemon=True)
+        api = stack.apps["api"] = start_uvicorn(stack.tmp, "load-app", "load_app:app", _app_env(stack, redis_server.url),
+                                                app_dir=HERE, ready_path="/orders/BTC-USDT")
+        stack.start_prometheus(api)
+        load = threading.Thread(target=_drive, args=(api.url, stop), daemon=True)
         load.start()
-        _wait_for_data(prometheus, timeout=90)
-        yield Stack(prometheus, sink, collector, app_url, tmp)
+        stack.wait_for([
+            'count_over_time(http_requests_total{via="collector", job="trader-api"}[1m])',
+            'count_over_time(http_requests_total{via="direct", job="trader-api"}[1m])',
+            'count_over_time(otelcol_exporter_sent_spans_total{job="otel-collector-self"}[1m])',
+            'count_over_time(otel_sdk_processor_span_processed_total{via="collector", error_type="queue_full"}[1m])',
+            'count_over_time(otel_sdk_processor_log_processed_total{via="collector", error_type="queue_full"}[1m])',
+            'count_over_time(redis_connection_latency_ms{via="collector"}[1m])',
+            'count_over_time(otel_trader_error_reports_dropped_total{via="collector"}[1m])',
+            'count_over_time(otel_trader_error_reports_total{via="collector", result="failed"}[1m])',
+        ])
+        yield stack
     finally:
         stop.set()
         if load is not None:
             load.join(10)
-        if prometheus is not None:
-            prometheus.stop()
-        if app is not None and app.poll() is None:
-            app.terminate()
-            try:
-                app.wait(10)
-            except subprocess.TimeoutExpired:
-                app.kill()
-                app.wait(5)
-        if collector is not None:
-            collector.stop()
-        sink.stop()
-
-
-def _wait_for_data(prom: PrometheusServer, timeout: float) -> None:
-    """Until both paths and the collector have several samples (enough for rate() windows)."""
-    checks = [
-        'count_over_time(http_requests_total{via="collector", job="trader-api"}[1m])',
-        'count_over_time(http_requests_total{via="direct", job="trader-api"}[1m])',
-        'count_over_time(otelcol_exporter_sent_spans_total{job="otel-collector-self"}[1m])',
-        'count_over_time(otel_sdk_processor_span_processed_total{via="collector", error_type="queue_full"}[1m])',
-        'count_over_time(otel_sdk_processor_log_processed_total{via="collector", error_type="queue_full"}[1m])',
-        'count_over_time(redis_connection_latency_ms{via="collector"}[1m])',
-        'count_over_time(otel_trader_error_reports_dropped_total{via="collector"}[1m])',
-        'count_over_time(otel_trader_error_reports_total{via="collector", result="failed"}[1m])',
-    ]
-    deadline = time.monotonic() + timeout
-    missing = checks
-    while time.monotonic() < deadline:
-        missing = [c for c in checks if not any(float(r["value"][1]) >= 8 for r in prom.query(c))]
-        if not missing:
-            return
-        time.sleep(1)
-    raise AssertionError(f"no data after {timeout}s for: {missing}\nprometheus targets: {prom.targets_up()}")
-
-
-def _report(title: str, lines: list[str]) -> None:
-    print(f"\n== {title} ({len(lines)})")
-    for line in lines:
-        print("  " + line)
-
-
-# -- Grafana / Prometheus ---------------------------------------------------------------------
-
-
-GRAFANA = [e for e in EXPRESSIONS if e.source in ("grafana", "grafana-variable")]
+        stack.stop()
 
 
 @pytest.mark.parametrize("via", ["collector", "direct"])
 def test_every_grafana_expression_returns_data(stack: Stack, via: str) -> None:
-    failures, allowed_empty, proven = [], [], 0
-    for e in GRAFANA:
-        if via == "direct" and "$via" not in e.expr:
-            continue  # collector self-metrics: one path only, checked in the "collector" run
-        rendered = e.rendered(dict(e.test_variables(), via=via))
-        result = stack.prometheus.query(rendered)
-        if result:
-            proven += 1
-        elif e.empty_when_healthy:
-            allowed_empty.append(f"{e}: {e.empty_when_healthy}")
-        else:
-            failures.append(f"{e}\n    {rendered}")
-    print(f"\n== Grafana expressions with data, via={via}: {proven}")
-    _report(f"Grafana expressions empty (allowed), via={via}", allowed_empty)
-    assert not failures, f"{len(failures)} expressions returned no data (via={via}):\n" + "\n".join(failures)
-    assert proven > 60
+    outcome = check_grafana(stack.prometheus, GRAFANA, via)
+    outcome.report(f"Grafana expressions, via={via}")
+    assert not outcome.failures, f"{len(outcome.failures)} expressions returned no data (via={via}):\n" + "\n".join(outcome.failures)
+    assert len(outcome.with_data) > 60
 
 
 def test_every_alert_rule_selector_has_data(stack: Stack, v3_parser: Path) -> None:
-    rules = [e for e in EXPRESSIONS if e.source == "prometheus-rule"]
-    assert all(e.empty_when_healthy == ALERT_CONDITION for e in rules)
-    parsed = parse_v3(v3_parser, [e.rendered() for e in rules])
-    failures, allowed_empty, checked = [], [], 0
-    for e, result in zip(rules, parsed, strict=True):
-        assert "error" not in result, f"{e}: {result['error']}"
-        for selector in result["selectors"]:
-            checked += 1
-            if stack.prometheus.query(f"count(last_over_time({selector['text']}[5m]))"):
-                continue
-            why = only_when_wrong(selector["name"])
-            (allowed_empty if why else failures).append(f"{e}: {selector['text']}" + (f": {why}" if why else ""))
-    _report("alert rule selectors without data (allowed)", allowed_empty)
-    assert not failures, "alert rule selectors without data:\n" + "\n".join(failures)
-    assert checked >= 30
+    assert all(e.empty_when_healthy == ALERT_CONDITION for e in RULES)
+    outcome = check_alert_selectors(stack.prometheus, RULES, v3_parser, ONLY_WHEN_WRONG)
+    outcome.report("alert rule selectors")
+    assert not outcome.failures, "alert rule selectors without data:\n" + "\n".join(outcome.failures)
+    assert len(outcome.with_data) + len(outcome.allowed_empty) == 30  # every selector of the 15 rules
 
 
 def test_alert_rules_evaluate_without_errors(stack: Stack) -> None:
@@ -296,28 +169,12 @@ def test_alert_rules_evaluate_without_errors(stack: Stack) -> None:
     assert not broken, broken
 
 
-# -- SigNoz -------------------------------------------------------------------------------------
-
-
 def test_every_signoz_selector_matches_what_signoz_would_store(stack: Stack, v3_parser: Path) -> None:
-    stored = signoz_series(stack.sink.file)
-    assert len(stored) > 100
-    exprs = [e for e in EXPRESSIONS if e.dialect == "signoz"]
-    parsed = parse_v3(v3_parser, [e.rendered() for e in exprs])
-    failures, allowed_empty, checked = [], [], 0
-    for e, result in zip(exprs, parsed, strict=True):
-        assert "error" not in result, f"{e}: {result['error']}"
-        for selector in result["selectors"]:
-            checked += 1
-            if any(selector_matches(selector, labels) for labels in stored):
-                continue
-            why = only_when_wrong(selector["name"])
-            (allowed_empty if why else failures).append(f"{e}: {selector['text']}" + (f": {why}" if why else ""))
-    _report("SigNoz selectors without data (allowed)", allowed_empty)
-    names = sorted({labels["__name__"] for labels in stored})
-    assert not failures, "SigNoz selectors matching nothing SigNoz would store:\n" + "\n".join(failures) + (
-        "\nstored names: " + ", ".join(names))
-    assert checked > 100
+    assert len(signoz_series(stack.sink.file)) > 100
+    outcome = check_signoz(stack.sink.file, SIGNOZ, v3_parser, ONLY_WHEN_WRONG, lambda e: e.empty_when_healthy)
+    outcome.report("SigNoz selectors")
+    assert not outcome.failures, "SigNoz selectors matching nothing SigNoz would store:\n" + "\n".join(outcome.failures)
+    assert len(outcome.with_data) > 100
 
 
 def test_signoz_stores_otel_names_not_prometheus_names(stack: Stack) -> None:
