@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install system-deps collector old-fastapi test lint bench demo readme
+.PHONY: install system-deps collector old-fastapi test lint bench demo readme dashboards dashboards-check
 
 install:
 	$(PIP) install -q -e ".[dev]"
@@ -22,7 +22,7 @@ test: install system-deps collector old-fastapi
 	$(PYTHON) -m pytest
 
 lint: install
-	$(PYTHON) -m ruff check otel_trader tests benchmarks
+	$(PYTHON) -m ruff check otel_trader tests benchmarks monitoring/grafana
 	$(PYTHON) -m mypy
 
 bench: install
@@ -34,3 +34,10 @@ demo: install
 # Regenerates the README's settings table from otel_trader/settings.py.
 readme:
 	$(PYTHON) -m otel_trader.settings README.md
+
+# Grafana and SigNoz dashboards and SigNoz alert rules are generated; commit the result.
+dashboards:
+	$(PYTHON) monitoring/grafana/build_dashboards.py
+
+dashboards-check:
+	$(PYTHON) monitoring/grafana/build_dashboards.py --check

@@ -7,5 +7,7 @@ built, the two services, drives a load and prints what the metrics say; see
 """
 
 #: ``service.name`` of the two demo services (the ``job`` label on the collector's :8889).
-API_SERVICE = "demo-trading-api"
-EXCHANGE_SERVICE = "demo-mock-exchange"
+#: The API is ``trader-api``, the job name monitoring/prometheus/prometheus.yml and the
+#: dashboards and alerts use, so the demo's data shows up in them unchanged.
+API_SERVICE = "trader-api"
+EXCHANGE_SERVICE = "mock-exchange"

@@ -20,8 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from otel_trader.demo import API_SERVICE, EXCHANGE_SERVICE
+
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_BUILT = (ROOT / "collector" / "bin" / "otelcol-trader").is_file()
+
+
+@pytest.fixture(autouse=True)
+def _collector_is_built() -> None:
+    # `make test` builds it first; a missing binary must fail here, not switch the demo to its
+    # fallback unnoticed (the fallback has its own test below).
+    if not COLLECTOR_BUILT:
+        pytest.fail("collector/bin/otelcol-trader is missing: run `make collector`")
 
 
 def _env() -> dict[str, str]:
@@ -106,13 +116,24 @@ def test_otel_trader_demo_with_collector(tmp_path):
     _check_summary(out)
     run_dir = Path(re.search(r"^logs: (.+)$", err, re.M).group(1))
     try:
-        if not COLLECTOR_BUILT:
-            assert "is not built" in err and "falling back to in-process export only" in err
-            _assert_all_gone(_pids(err))
-            return
         _check_collector_run(out, err, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(150)
+def test_main_command_falls_back_without_a_collector(tmp_path):
+    """No collector binary: the demo says so, exports in-process only, and still exits 0."""
+    env = dict(_env(), OTELCOL_BINARY=str(tmp_path / "no-such-otelcol"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "otel_trader.demo", "--requests", "120"],
+        capture_output=True, text=True, timeout=140, env=env, cwd=tmp_path,
+    )
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    assert "is not built" in err and "falling back to in-process export only" in err
+    _check_summary(out)
+    _assert_all_gone(_pids(err))
 
 
 def _check_collector_run(out: str, err: str, run_dir: Path) -> None:
@@ -131,15 +152,15 @@ def _check_collector_run(out: str, err: str, run_dir: Path) -> None:
             service = next(a["value"]["stringValue"] for a in rs["resource"]["attributes"] if a["key"] == "service.name")
             for ss in rs.get("scopeSpans", []):
                 spans += [(service, s) for s in ss.get("spans", [])]
-    api_spans = {(s["traceId"], s["spanId"]): s for svc, s in spans if svc == "demo-trading-api"}
+    api_spans = {(s["traceId"], s["spanId"]): s for svc, s in spans if svc == API_SERVICE}
     crossing = [
         s for svc, s in spans
-        if svc == "demo-mock-exchange" and (s["traceId"], s.get("parentSpanId")) in api_spans
+        if svc == EXCHANGE_SERVICE and (s["traceId"], s.get("parentSpanId")) in api_spans
     ]
     assert crossing, "no mock-exchange span has a trading-api parent"
     parent = api_spans[(crossing[0]["traceId"], crossing[0]["parentSpanId"])]
     assert parent["kind"] == 3  # SPAN_KIND_CLIENT: the httpx call
-    names = {s["name"] for svc, s in spans if svc == "demo-trading-api" and s["traceId"] == crossing[0]["traceId"]}
+    names = {s["name"] for svc, s in spans if svc == API_SERVICE and s["traceId"] == crossing[0]["traceId"]}
     assert {"POST /orders", "trading.order"} <= names, names
 
 
@@ -183,7 +204,7 @@ def test_ctrl_c_during_the_load_stops_everything(tmp_path):
 
 @pytest.mark.timeout(150)
 def test_keep_running_until_ctrl_c(tmp_path):
-    args = ["--requests", "40", "--keep-running"] + ([] if COLLECTOR_BUILT else ["--no-collector"])
+    args = ["--requests", "40", "--keep-running"]
     proc, lines = _start(args, tmp_path)
     try:
         _wait_for(lines, "services keep running", proc, timeout=120)

@@ -6,7 +6,7 @@ generator (:func:`otel_trader.demo.load.run_load`), wired into the stack of :mod
 instead of the demo runner's, so Prometheus can scrape them:
 
     run_load --HTTP/WebSocket--> demo trading API (service.name trader-api: README convention)
-    demo trading API --HTTP--> demo mock exchange (demo-mock-exchange)
+    demo trading API --HTTP--> demo mock exchange (mock-exchange)
     both --OTLP--> otelcol-trader --> sink;  Prometheus <-- collector :8889/:8888, API /metrics
 
 The demo is a healthy run: what only a problem produces (SDK queue overflows, Telegram
