@@ -20,15 +20,19 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "OtlpTarget", "TelemetryConfig", "settings_table_markdown"]
+__all__ = ["ConfigError", "EnvSettings", "OtlpTarget", "TelemetryConfig", "env_vars", "settings_table_markdown"]
 
 
 class ConfigError(ValueError):
     """A setting has a value otel-trader cannot use; the message names variable, value and what is accepted."""
 
 
-def _env(*names: str) -> AliasChoices:
+def env_vars(*names: str) -> AliasChoices:
+    """The environment variables a setting is read from, first found wins."""
     return AliasChoices(*names)
+
+
+_env = env_vars
 
 
 def _split_list(value: Any) -> Any:
@@ -84,8 +88,12 @@ _SAMPLERS = (
 )
 
 
-class TelemetryConfig(BaseSettings):
-    """otel-trader settings, read from the environment (see the README's settings table)."""
+class EnvSettings(BaseSettings):
+    """Base of otel-trader's settings tables.
+
+    Environment names are case-insensitive, an empty variable counts as unset, instances are
+    frozen, and a bad value raises :class:`ConfigError` naming variable, value and what is accepted.
+    """
 
     model_config = SettingsConfigDict(
         case_sensitive=False,
@@ -94,6 +102,16 @@ class TelemetryConfig(BaseSettings):
         extra="ignore",
         frozen=True,
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(exc, values, type(self)) from None
+
+
+class TelemetryConfig(EnvSettings):
+    """otel-trader settings, read from the environment (see the README's settings table)."""
 
     enabled: bool = Field(
         False,
@@ -285,12 +303,6 @@ class TelemetryConfig(BaseSettings):
         # The standard variable is shared with opentelemetry-instrument, which reads it itself;
         # only the names that are ours mean anything here.
         return [name for name in names if name in known]
-
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _config_error(exc, values) from None
 
     @property
     def active(self) -> bool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
-from ..settings import ConfigError, _config_error, _split_list
+from ..settings import ConfigError, EnvSettings, _split_list, env_vars
 
 __all__ = ["TelegramSettings"]
 
@@ -23,20 +23,11 @@ _CHAT_RE = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 _URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+_env = env_vars
 
 
-class TelegramSettings(BaseSettings):
+class TelegramSettings(EnvSettings):
     """Settings of :class:`~otel_trader.telegram.TelegramErrorReporter`, read from the environment."""
-
-    model_config = SettingsConfigDict(
-        case_sensitive=False,
-        env_ignore_empty=True,
-        populate_by_name=True,
-        extra="ignore",
-        frozen=True,
-    )
 
     enabled: bool = Field(
         False,
@@ -161,10 +152,7 @@ class TelegramSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _config_error(exc, values, TelegramSettings) from None
+        super().__init__(**values)
         if self.enabled:
             # Enabled but unusable is a deployment mistake: say so at start-up, not at the first error.
             if self.bot_token is None:
