@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: install system-deps collector old-fastapi test lint bench demo readme dashboards dashboards-check
 
 install:
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
 
 # Debian servers the tests run for real: Redis, PostgreSQL, Prometheus/promtool, Alertmanager/amtool.
 system-deps:
