@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from otel_trader import trading
+from otel_trader import redis_pool, trading
 from tests.conftest import start_redis
 from tests.trading.promsamples import parse_samples
 
@@ -31,8 +31,12 @@ def samples(telemetry) -> Sampler:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def fresh_trading_state() -> Iterator[None]:
-    """Every test starts with no positions, PnL, websockets or seen label values."""
+    """Every test starts with no positions, PnL, websockets, seen label values or pool monitors."""
     trading.configure_trading()
+    # A monitor another test (or the demo app) left open would still be observed, under
+    # whatever pool name it had.
+    for monitor in redis_pool._live_monitors():
+        monitor.close()
     yield
     trading.configure_trading()
 
