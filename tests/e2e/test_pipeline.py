@@ -145,10 +145,13 @@ def test_metrics_reach_sink_and_collector_prometheus_with_in_process_names(stack
 
     # :8889 — the app's counter, through OTLP, equals the number of requests sent.
     def collector_count() -> float | None:
-        value = _sample_sum(http_get(collector.endpoints.prometheus)[1], "http_requests_total", job="e2e-api")
-        return value if value == n else None
+        text = http_get(collector.endpoints.prometheus)[1]
+        api_total = _sample_sum(text, "http_requests_total", job="e2e-api")
+        # The two services export on their own schedules: wait for both, not just the API.
+        exchange_total = _sample_sum(text, "http_requests_total", job="e2e-exchange")
+        return api_total if api_total == n and exchange_total == n_orders else None
 
-    wait_until(collector_count, 30, f"http_requests_total{{job='e2e-api'}} == {n} on :8889")
+    wait_until(collector_count, 30, f"http_requests_total == {n} (e2e-api) and {n_orders} (e2e-exchange) on :8889")
     text = http_get(collector.endpoints.prometheus)[1]
     assert _sample_sum(text, "http_requests_total", job="e2e-api", path="/quote/{symbol}", status="200") == n_quotes
     assert _sample_sum(text, "http_requests_total", job="e2e-api", path="/orders/{symbol}", status="200") == n_orders
