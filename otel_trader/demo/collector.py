@@ -9,22 +9,21 @@ through the config's ``OTELCOL_*`` variables (collector/README.md). Where the da
 * otherwise to a local stand-in for SigNoz's ingest, ``collector/sink-config.yaml``, which
   writes every OTLP request it receives as a JSON line to ``<run dir>/signoz-sink.jsonl``.
 
-When the ``otel-trader collector`` command exists, this is the place to call it instead.
+Finding the binary and config, the ports, the environment and the endpoints come from
+:mod:`otel_trader.collector` (shared with ``otel-trader collector run``); the processes stay in
+the demo's :class:`ProcessGroup`, tied to the runner's life.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..collector import CollectorError, CollectorPorts, Endpoints, collector_env, find_binary, find_config
 from .processes import ChildProcess, ProcessGroup, free_port
 
 __all__ = ["CollectorInfo", "find_collector", "start_collector"]
-
-_COLLECTOR_DIR = Path(__file__).resolve().parents[2] / "collector"
-
 
 @dataclass
 class CollectorInfo:
@@ -42,15 +41,11 @@ class CollectorInfo:
 
 
 def find_collector() -> tuple[Path, Path] | None:
-    """(binary, config) of otelcol-trader, or None when it is not built."""
-    binary = Path(os.environ.get("OTELCOL_BINARY") or _COLLECTOR_DIR / "bin" / "otelcol-trader")
-    if not binary.is_file() and os.environ.get("OTELCOL_BINARY") is None:
-        found = shutil.which("otelcol-trader")
-        binary = Path(found) if found else binary
-    config = Path(os.environ.get("OTELCOL_CONFIG") or _COLLECTOR_DIR / "otelcol-config.yaml")
-    if binary.is_file() and os.access(binary, os.X_OK) and config.is_file():
-        return binary, config
-    return None
+    """(binary, config) of otelcol-trader, or None when it is not built (the demo never builds it)."""
+    try:
+        return find_binary(build=False), find_config()
+    except CollectorError:
+        return None
 
 
 def _clean_env() -> dict[str, str]:
@@ -90,36 +85,27 @@ def start_collector(group: ProcessGroup, run_dir: Path) -> CollectorInfo | None:
         signoz = f"127.0.0.1:{free_port()}"  # nothing listens: exports queue and retry
         destination = "nowhere (no SIGNOZ_ENDPOINT and no collector/sink-config.yaml)"
 
-    names = ("otlp_grpc", "otlp_http", "health", "prometheus", "telemetry", "pprof", "zpages")
-    ports = {name: free_port() for name in names}
-    env = _clean_env()
-    env.update(
-        OTELCOL_BIND_HOST="127.0.0.1",
-        OTELCOL_DEBUG_BIND_HOST="127.0.0.1",
-        OTELCOL_OTLP_GRPC_PORT=str(ports["otlp_grpc"]),
-        OTELCOL_OTLP_HTTP_PORT=str(ports["otlp_http"]),
-        OTELCOL_HEALTH_PORT=str(ports["health"]),
-        OTELCOL_PROMETHEUS_PORT=str(ports["prometheus"]),
-        OTELCOL_TELEMETRY_PORT=str(ports["telemetry"]),
-        OTELCOL_PPROF_PORT=str(ports["pprof"]),
-        OTELCOL_ZPAGES_PORT=str(ports["zpages"]),
-        OTELCOL_STORAGE_DIR=str(run_dir / "collector-queue"),
-        OTELCOL_BATCH_TIMEOUT="200ms",
-        OTELCOL_SPANMETRICS_FLUSH_INTERVAL="2s",
-        OTELCOL_DEPLOYMENT_ENVIRONMENT="demo",
-        SIGNOZ_ENDPOINT=signoz,
+    ports = CollectorPorts.free()
+    env = collector_env(
+        ports,
+        storage_dir=run_dir / "collector-queue",
+        signoz_endpoint=signoz,
+        extra={
+            "OTELCOL_BATCH_TIMEOUT": "200ms",
+            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "2s",
+            "OTELCOL_DEPLOYMENT_ENVIRONMENT": "demo",
+        },
     )
-    env.setdefault("SIGNOZ_INSECURE", "true")
-    process = group.start("otelcol-trader", [str(binary), "--config", str(config)], env, ports=ports)
-    health_url = f"http://127.0.0.1:{ports['health']}/"
-    group.wait_http(process, health_url, timeout=30)
+    endpoints = Endpoints.for_ports(ports)
+    process = group.start("otelcol-trader", [str(binary), "--config", str(config)], env, ports=asdict(ports))
+    group.wait_http(process, endpoints.health, timeout=30)
     return CollectorInfo(
         process=process,
-        otlp_grpc_endpoint=f"127.0.0.1:{ports['otlp_grpc']}",
-        prometheus_url=f"http://127.0.0.1:{ports['prometheus']}/metrics",
-        telemetry_url=f"http://127.0.0.1:{ports['telemetry']}/metrics",
-        health_url=health_url,
-        zpages_url=f"http://127.0.0.1:{ports['zpages']}/debug/tracez",
+        otlp_grpc_endpoint=endpoints.otlp_grpc,
+        prometheus_url=endpoints.prometheus,
+        telemetry_url=endpoints.telemetry,
+        health_url=endpoints.health,
+        zpages_url=endpoints.zpages,
         destination=destination,
         sink=sink,
         sink_file=sink_file,
