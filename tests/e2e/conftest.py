@@ -285,7 +285,8 @@ class E2EStack:
     def sink(self, name: str = "sink") -> SinkFile:
         sink = SinkFile(self.workdir / f"{name}.jsonl", self.binary, log_path=self.workdir / f"{name}.log")
         self._stoppers.append(sink.stop)
-        return sink.start()
+        sink.start()
+        return sink
 
     def collector(self, sink: SinkFile | None, name: str = "collector", **env: str) -> CollectorProcess:
         """Our config on free ports, exporting to ``sink`` (or to a dead port)."""

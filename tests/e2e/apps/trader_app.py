@@ -76,6 +76,7 @@ def create_api() -> FastAPI:
             cached = await cache.get(f"last_price:{symbol}")
             if api_key:
                 logger.warning("order for %s signed with api_key=%s auth=%s", symbol, api_key, auth)
+            assert isinstance(cached, bytes)  # the client returns raw bytes (decode_responses off)
             return {"symbol": symbol, "price": ticker["price"], "orders": count, "cached": cached.decode()}
 
     return app
