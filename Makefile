@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install system-deps collector old-fastapi test lint bench demo readme dashboards dashboards-check
+.PHONY: install system-deps collector collector-run old-fastapi test lint bench bench-pipeline demo readme dashboards dashboards-check
 
 install:
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
@@ -27,6 +27,14 @@ lint: install
 
 bench: install
 	$(PYTHON) benchmarks/overhead.py
+
+# spans/s and metric points/s through SDK -> otelcol-trader -> sink with 0 drops.
+bench-pipeline: install collector
+	$(PYTHON) benchmarks/pipeline.py
+
+# Our collector with collector/otelcol-config.yaml, in the foreground until Ctrl-C.
+collector-run: install
+	$(PYTHON) -m otel_trader.cli collector run
 
 demo: install
 	$(PYTHON) -m otel_trader.demo
