@@ -36,7 +36,10 @@ bench-pipeline: install collector
 collector-run: install
 	$(PYTHON) -m otel_trader.cli collector run
 
+# Builds the collector first (≈ 2.5 min the first time); if that fails (no Go), the demo still
+# runs and says it fell back to in-process export.
 demo: install
+	-bash collector/build.sh
 	$(PYTHON) -m otel_trader.demo
 
 # Regenerates the README's settings table from otel_trader/settings.py.
