@@ -114,6 +114,17 @@ def telemetry(reset_otel: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tel
 # -- real servers ----------------------------------------------------------------------------
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:  # type: ignore[type-arg]
+    """SIGTERM, then SIGKILL if it is still running after ``timeout`` seconds; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 @dataclass
 class Server:
     port: int
@@ -121,13 +132,7 @@ class Server:
     process: subprocess.Popen  # type: ignore[type-arg]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def start_redis() -> Server:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from otel_trader.collector import free_ports, http_get
+from tests.conftest import stop_process
 
 from .conftest import ROOT, AppProcess, E2EStack, wait_until
 
@@ -84,13 +85,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, timeout=15)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from prometheus_server import PrometheusServer, free_port, render_config
 from promql import Expr, parse_v3, selector_matches, signoz_series
 
 from otel_trader.collector import CollectorPorts, CollectorProcess, SinkProcess
+from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The direct scrape job of prometheus.yml; the API runs with this service.name (README convention).
@@ -71,13 +72,7 @@ class App:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def start_uvicorn(tmp: Path, name: str, target: str, env: dict[str, str], *, factory: bool = False,
