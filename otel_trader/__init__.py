@@ -1,7 +1,7 @@
 """otel-trader: OpenTelemetry traces, metrics, logs and error alerts for FastAPI trading services.
 
-    import otel_trader
-    otel_trader.instrument_app(app)      # reads the environment; a no-op unless TELEMETRY_ENABLED=true
+import otel_trader
+otel_trader.instrument_app(app)      # reads the environment; a no-op unless TELEMETRY_ENABLED=true
 """
 
 from __future__ import annotations

@@ -425,7 +425,9 @@ class _ManagedProcess:
             if self.healthy():
                 return
             if time.monotonic() >= deadline:
-                raise CollectorError(f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s{self._tail()}")
+                raise CollectorError(
+                    f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s{self._tail()}"
+                )
             time.sleep(0.1)
 
     def stop(self, timeout: float = 10.0) -> int | None:

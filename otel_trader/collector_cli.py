@@ -38,8 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="build if missing, start, wait for health, print endpoints, run until Ctrl-C",
         description=(__doc__ or "").strip().splitlines()[0],
     )
-    run_parser.add_argument("--bind", default=None, metavar="HOST",
-                            help="listen address (default $OTELCOL_BIND_HOST or 127.0.0.1; 0.0.0.0 for all interfaces)")
+    run_parser.add_argument(
+        "--bind",
+        default=None,
+        metavar="HOST",
+        help="listen address (default $OTELCOL_BIND_HOST or 127.0.0.1; 0.0.0.0 for all interfaces)",
+    )
     for option, field, default in (
         ("--grpc-port", "otlp_grpc", 4317),
         ("--http-port", "otlp_http", 4318),
@@ -47,19 +51,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("--prometheus-port", "prometheus", 8889),
         ("--telemetry-port", "telemetry", 8888),
     ):
-        run_parser.add_argument(option, dest=field, type=int, default=None, metavar="PORT",
-                                help=f"default ${CollectorPorts.ENV[field]} or {default}")
-    run_parser.add_argument("--config", dest="extra_configs", action="append", type=Path, default=[],
-                            metavar="FILE", help="extra config merged over otelcol-config.yaml (repeatable), "
-                                                 "e.g. collector/tail-sampling.yaml")
-    run_parser.add_argument("--storage-dir", type=Path, default=None,
-                            help="persistent queue directory (default $OTELCOL_STORAGE_DIR or "
-                                 "~/.local/state/otel-trader/collector-queue)")
-    run_parser.add_argument("--no-build", action="store_true", help="fail instead of building a missing binary")
-    run_parser.add_argument("--startup-timeout", type=float, default=60.0, metavar="S",
-                            help="seconds to wait for the health check (default 60)")
-    run_parser.add_argument("--stop-timeout", type=float, default=15.0, metavar="S",
-                            help="seconds between SIGTERM and SIGKILL when stopping (default 15)")
+        run_parser.add_argument(
+            option,
+            dest=field,
+            type=int,
+            default=None,
+            metavar="PORT",
+            help=f"default ${CollectorPorts.ENV[field]} or {default}",
+        )
+    run_parser.add_argument(
+        "--config",
+        dest="extra_configs",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="extra config merged over otelcol-config.yaml (repeatable), e.g. collector/tail-sampling.yaml",
+    )
+    run_parser.add_argument(
+        "--storage-dir",
+        type=Path,
+        default=None,
+        help="persistent queue directory (default $OTELCOL_STORAGE_DIR or "
+        "~/.local/state/otel-trader/collector-queue)",
+    )
+    run_parser.add_argument(
+        "--no-build", action="store_true", help="fail instead of building a missing binary"
+    )
+    run_parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the health check (default 60)",
+    )
+    run_parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds between SIGTERM and SIGKILL when stopping (default 15)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,17 +122,27 @@ def _run(args: argparse.Namespace) -> int:
             binary = find_binary(build=not args.no_build)
             config = find_config()
             ports = CollectorPorts.from_env(
-                otlp_grpc=args.otlp_grpc, otlp_http=args.otlp_http, health=args.health,
-                prometheus=args.prometheus, telemetry=args.telemetry,
+                otlp_grpc=args.otlp_grpc,
+                otlp_http=args.otlp_http,
+                health=args.health,
+                prometheus=args.prometheus,
+                telemetry=args.telemetry,
             )
             bind = args.bind or os.environ.get("OTELCOL_BIND_HOST") or "127.0.0.1"
             # clean_env=False: the user's OTELCOL_* settings (batch timeout, memory limit, …) apply.
             collector = CollectorProcess(
-                binary, config, ports, bind_host=bind, storage_dir=args.storage_dir,
-                extra_configs=args.extra_configs, clean_env=False,
+                binary,
+                config,
+                ports,
+                bind_host=bind,
+                storage_dir=args.storage_dir,
+                extra_configs=args.extra_configs,
+                clean_env=False,
             )
-            _say(f"otel-trader: starting {binary} --config {config}"
-                 + "".join(f" --config {c}" for c in args.extra_configs))
+            _say(
+                f"otel-trader: starting {binary} --config {config}"
+                + "".join(f" --config {c}" for c in args.extra_configs)
+            )
             if stop.is_set():
                 return 128 + received[0]
             collector.start(timeout=args.startup_timeout)
@@ -108,13 +150,18 @@ def _run(args: argparse.Namespace) -> int:
             print(f"otel-trader collector: {exc}", file=sys.stderr)
             return 1
         signoz = collector.env.get("SIGNOZ_ENDPOINT", "signoz-otel-collector:4317 (default)")
-        _say(f"otel-trader: collector healthy, pid {collector.pid}\n{describe_endpoints(collector.endpoints)}\n"
-             f"  exporting to SigNoz at {signoz}; queue in {collector.storage_dir}\n"
-             "otel-trader: Ctrl-C to stop")
+        _say(
+            f"otel-trader: collector healthy, pid {collector.pid}\n{describe_endpoints(collector.endpoints)}\n"
+            f"  exporting to SigNoz at {signoz}; queue in {collector.storage_dir}\n"
+            "otel-trader: Ctrl-C to stop"
+        )
         while not stop.wait(0.5):
             if not collector.running:
                 code = collector.stop()
-                print(f"otel-trader collector: otelcol-trader exited by itself with code {code}", file=sys.stderr)
+                print(
+                    f"otel-trader collector: otelcol-trader exited by itself with code {code}",
+                    file=sys.stderr,
+                )
                 return code if code else 1
         _say("otel-trader: stopping the collector")
         code = collector.stop(timeout=args.stop_timeout)

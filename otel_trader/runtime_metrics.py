@@ -40,9 +40,7 @@ class _Snapshot:
             now = time.monotonic()
             if now - self._taken > 0.5:
                 self._families = {
-                    family.name: family
-                    for collector in self._collectors
-                    for family in collector.collect()
+                    family.name: family for collector in self._collectors for family in collector.collect()
                 }
                 self._taken = now
             return self._families
@@ -69,10 +67,6 @@ def register_runtime_metrics(meter_provider: MeterProvider) -> None:
     for name, family in snapshot.families().items():
         if family.type == "counter":
             # OTel counters get "_total" appended by both Prometheus exporters.
-            meter.create_observable_counter(
-                name, callbacks=[reader(name)], description=family.documentation
-            )
+            meter.create_observable_counter(name, callbacks=[reader(name)], description=family.documentation)
         else:
-            meter.create_observable_gauge(
-                name, callbacks=[reader(name)], description=family.documentation
-            )
+            meter.create_observable_gauge(name, callbacks=[reader(name)], description=family.documentation)

@@ -304,14 +304,20 @@ def create_app() -> FastAPI:
                 position = await session.get(PositionRow, (order.strategy, order.symbol))
                 if position is None:
                     position = PositionRow(
-                        strategy=order.strategy, symbol=order.symbol, quantity=0.0, avg_price=0.0, realized_pnl=0.0
+                        strategy=order.strategy,
+                        symbol=order.symbol,
+                        quantity=0.0,
+                        avg_price=0.0,
+                        realized_pnl=0.0,
                     )
                     session.add(position)
                 realized = apply_fill(position, order.side, order.quantity, price)
                 state["prices"][order.symbol] = price
                 if realized:
                     trading.add_realized_pnl(order.symbol, realized)
-                trading.set_open_positions(order.symbol, 1 if position.quantity else 0, strategy=order.strategy)
+                trading.set_open_positions(
+                    order.symbol, 1 if position.quantity else 0, strategy=order.strategy
+                )
         result = row.to_dict()
         await cache_set(f"order:{row.id}", result)
         return result

@@ -25,6 +25,7 @@ from .processes import ChildProcess, ProcessGroup, free_port
 
 __all__ = ["CollectorInfo", "find_collector", "start_collector"]
 
+
 @dataclass
 class CollectorInfo:
     """A running collector: where to send OTLP and where to look."""

@@ -74,7 +74,9 @@ def create_app() -> FastAPI:
                 status_code=400,
             )
         if rng.random() < error_rate:
-            return JSONResponse({"code": -1001, "msg": "Internal error; unable to process your request."}, status_code=503)
+            return JSONResponse(
+                {"code": -1001, "msg": "Internal error; unable to process your request."}, status_code=503
+            )
         return {
             "orderId": next(order_ids),
             "clientOrderId": order.client_order_id,

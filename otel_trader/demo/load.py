@@ -20,7 +20,12 @@ from typing import Any, TextIO
 
 __all__ = ["LoadResult", "Progress", "plan", "run_load"]
 
-SYMBOLS = {"BTC-USDT": (0.001, 0.05), "ETH-USDT": (0.01, 0.8), "SOL-USDT": (0.1, 20.0), "DOGE-USDT": (100.0, 20_000.0)}
+SYMBOLS = {
+    "BTC-USDT": (0.001, 0.05),
+    "ETH-USDT": (0.01, 0.8),
+    "SOL-USDT": (0.1, 20.0),
+    "DOGE-USDT": (100.0, 20_000.0),
+}
 _WEIGHTS = {
     "order": 38,
     "order_rejected": 7,
@@ -77,8 +82,18 @@ def plan(seed: int, requests: int | None, burst_capacity: int) -> Iterator[Reque
     burst_at = (requests or 300) // 2
     # Every run, however short, shows each kind of failure at least once or twice.
     n = requests or 300
-    forced = {n // 8: "order_rejected", n // 4: "test_error", n // 3: "not_found", 3 * n // 5: "order_invalid",
-              3 * n // 4: "test_error", 5 * n // 6: "not_found"} if n >= 20 else {}
+    forced = (
+        {
+            n // 8: "order_rejected",
+            n // 4: "test_error",
+            n // 3: "not_found",
+            3 * n // 5: "order_invalid",
+            3 * n // 4: "test_error",
+            5 * n // 6: "not_found",
+        }
+        if n >= 20
+        else {}
+    )
     sent = 0
     while requests is None or sent < requests:
         if burst and sent >= burst_at:

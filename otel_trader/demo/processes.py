@@ -104,7 +104,13 @@ class ProcessGroup:
         self.children: list[ChildProcess] = []
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], *, url: str = "", ports: dict[str, int] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        url: str = "",
+        ports: dict[str, int] | None = None,
     ) -> ChildProcess:
         """Start ``argv`` with ``env``; stdout and stderr go to ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
@@ -132,7 +138,9 @@ class ProcessGroup:
                 with contextlib.suppress(Exception):
                     child.process.kill()
 
-    def wait_http(self, child: ChildProcess, url: str, timeout: float = 30.0, ok: tuple[int, ...] = (200,)) -> None:
+    def wait_http(
+        self, child: ChildProcess, url: str, timeout: float = 30.0, ok: tuple[int, ...] = (200,)
+    ) -> None:
         """Wait until ``url`` answers with a status in ``ok``; fail early if ``child`` exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

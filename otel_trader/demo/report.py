@@ -77,8 +77,11 @@ def render(
     )
     add(
         "telemetry: "
-        + (f"otelcol-trader → {collector.destination}" if collector is not None
-           else "in-process only: no collector (TELEMETRY_EXPORTER=none), metrics at /metrics, traces not exported")
+        + (
+            f"otelcol-trader → {collector.destination}"
+            if collector is not None
+            else "in-process only: no collector (TELEMETRY_EXPORTER=none), metrics at /metrics, traces not exported"
+        )
     )
 
     # -- RED metrics --------------------------------------------------------------------------
@@ -118,9 +121,7 @@ def render(
         + _pairs(by_label(api, "trading_orders_executed_total", "result"), ("success", "rejected", "error"))
     )
     executions = [
-        (float(s.labels["le"]), s.value)
-        for s in api
-        if s.name == "trading_execution_duration_seconds_bucket"
+        (float(s.labels["le"]), s.value) for s in api if s.name == "trading_execution_duration_seconds_bucket"
     ]
     merged: dict[float, float] = {}
     for le, value in executions:
@@ -131,7 +132,10 @@ def render(
         f"trading_execution_duration_seconds: p50={fmt_seconds(histogram_quantile(0.5, list(merged.items())))} "
         f"p95={fmt_seconds(histogram_quantile(0.95, list(merged.items())))} (buckets 0.1 0.5 1 2 5 10 s)"
     )
-    add("rate_limit_requests_total: " + _pairs(by_label(api, "rate_limit_requests_total", "status"), ("allowed", "limited")))
+    add(
+        "rate_limit_requests_total: "
+        + _pairs(by_label(api, "rate_limit_requests_total", "status"), ("allowed", "limited"))
+    )
     add(
         f"websocket_connections: {total(api, 'websocket_connections'):g} open now "
         f"({load.websocket_sessions} sessions, {load.websocket_messages} price messages"
@@ -141,7 +145,9 @@ def render(
     positions = by_label(api, "positions_open", "symbol")
     pnl = by_label(api, "realized_pnl", "symbol")
     add(f"positions_open: {_pairs({k: v for k, v in positions.items() if v})}")
-    add(f"realized_pnl: total {sum(pnl.values()):.2f}  ({', '.join(f'{k} {v:.2f}' for k, v in sorted(pnl.items())) or 'none'})")
+    add(
+        f"realized_pnl: total {sum(pnl.values()):.2f}  ({', '.join(f'{k} {v:.2f}' for k, v in sorted(pnl.items())) or 'none'})"
+    )
     if any(s.name == "redis_pool_max_connections" for s in api):
         add(
             f"redis pool 'cache': max={total(api, 'redis_pool_max_connections'):g} "
@@ -154,8 +160,11 @@ def render(
     started_api = total(api, "otel_sdk_span_started_total")
     started_ex = total(exchange, "otel_sdk_span_started_total")
     add("")
-    add(f"spans recorded (otel_sdk_span_started_total): trading API {started_api:g}, mock exchange {started_ex:g}")
+    add(
+        f"spans recorded (otel_sdk_span_started_total): trading API {started_api:g}, mock exchange {started_ex:g}"
+    )
     if collector is not None:
+
         def sdk_exported() -> float:
             # Spans the batch processors finished without an error_type (= handed to the exporter).
             done = 0.0
@@ -175,8 +184,11 @@ def render(
             target=exported,
         )
         sent = _poll_stable(
-            lambda: total(_scrape(collector.telemetry_url), "otelcol_exporter_sent_spans_total",
-                          exporter="otlp_grpc/signoz"),
+            lambda: total(
+                _scrape(collector.telemetry_url),
+                "otelcol_exporter_sent_spans_total",
+                exporter="otlp_grpc/signoz",
+            ),
             timeout=10.0,
             target=accepted,
         )
@@ -192,7 +204,9 @@ def render(
             timeout=8.0,
             target=req_total,
         )
-        add(f'collector Prometheus endpoint: http_requests_total{{job="{API_SERVICE}"}} = {via:g} (in-process: {req_total:g})')
+        add(
+            f'collector Prometheus endpoint: http_requests_total{{job="{API_SERVICE}"}} = {via:g} (in-process: {req_total:g})'
+        )
     else:
         add("traces exported: none — no collector; build it with collector/build.sh to export over OTLP")
 

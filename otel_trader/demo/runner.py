@@ -40,17 +40,32 @@ RATE_LIMIT_PER_SEC = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's options (shared by ``python -m otel_trader.demo`` and ``otel-trader demo``)."""
-    parser.add_argument("--requests", type=int, default=None, metavar="N",
-                        help="HTTP requests to send (default 300; unlimited within --duration when that is given)")
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop the load after this many seconds")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="HTTP requests to send (default 300; unlimited within --duration when that is given)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop the load after this many seconds",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent load workers (default 8)")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="after the summary keep the services running until Ctrl-C")
-    parser.add_argument("--no-collector", action="store_true",
-                        help="do not start otelcol-trader even if it is built (in-process /metrics only)")
-    parser.add_argument("--no-redis", action="store_true",
-                        help="do not start a private redis-server when REDIS_URL is unset")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="after the summary keep the services running until Ctrl-C"
+    )
+    parser.add_argument(
+        "--no-collector",
+        action="store_true",
+        help="do not start otelcol-trader even if it is built (in-process /metrics only)",
+    )
+    parser.add_argument(
+        "--no-redis", action="store_true", help="do not start a private redis-server when REDIS_URL is unset"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load mix")
     parser.add_argument("--keep-logs", action="store_true", help="keep the run directory with service logs")
 
@@ -96,9 +111,20 @@ def _service_env(name: str, collector: Any, extra: dict[str, str]) -> dict[str, 
 
 def _uvicorn(factory: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "--factory", factory,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "3",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "3",
     ]
 
 
@@ -141,8 +167,11 @@ def run(args: argparse.Namespace) -> int:
                 _say("still running: " + ", ".join(f"{c.name} (pid {c.pid})" for c in left))
                 code = 1
             else:
-                _say("stopped: " + ", ".join(f"{c.name} (pid {c.pid})" for c in group.children)
-                     if group.children else "nothing was started")
+                _say(
+                    "stopped: " + ", ".join(f"{c.name} (pid {c.pid})" for c in group.children)
+                    if group.children
+                    else "nothing was started"
+                )
             if code == 0 and not args.keep_logs:
                 shutil.rmtree(run_dir, ignore_errors=True)
             else:
@@ -169,14 +198,18 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     if args.no_collector:
         _say("telemetry: --no-collector: in-process only (TELEMETRY_EXPORTER=none, metrics at /metrics)")
     elif find_collector() is None:
-        _say("telemetry: collector/bin/otelcol-trader is not built (collector/build.sh builds it): "
-             "falling back to in-process export only (TELEMETRY_EXPORTER=none, metrics at /metrics; "
-             "traces are recorded but not exported)")
+        _say(
+            "telemetry: collector/bin/otelcol-trader is not built (collector/build.sh builds it): "
+            "falling back to in-process export only (TELEMETRY_EXPORTER=none, metrics at /metrics; "
+            "traces are recorded but not exported)"
+        )
     else:
         collector = start_collector(group, run_dir)
         assert collector is not None
-        _say(f"telemetry: otelcol-trader pid {collector.process.pid}, OTLP {collector.otlp_grpc_endpoint} "
-             f"→ {collector.destination}")
+        _say(
+            f"telemetry: otelcol-trader pid {collector.process.pid}, OTLP {collector.otlp_grpc_endpoint} "
+            f"→ {collector.destination}"
+        )
 
     extra: dict[str, str] = {}
     redis_note = "off (no REDIS_URL)"
@@ -187,8 +220,17 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
         port = free_port()
         redis = group.start(
             "redis-server",
-            [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             dict(os.environ),
         )
         group.wait_port(redis, port)
@@ -218,7 +260,9 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     )
     group.wait_http(exchange, f"{exchange_url}/health")
     group.wait_http(api, f"{api_url}/health", ok=(200, 503))
-    _say(f"started: mock-exchange pid {exchange.pid} at {exchange_url}, trading-api pid {api.pid} at {api_url}")
+    _say(
+        f"started: mock-exchange pid {exchange.pid} at {exchange_url}, trading-api pid {api.pid} at {api_url}"
+    )
 
     progress = Progress(requests, args.duration)
     load = asyncio.run(

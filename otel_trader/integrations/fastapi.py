@@ -57,4 +57,6 @@ def instrument_fastapi(app: Any, manager: TelemetryManager) -> None:
         error_hooks=manager.error_hooks,
     )
     if config.prometheus_enabled:
-        app.add_route(config.metrics_path, MetricsEndpoint(manager.prometheus_registry), include_in_schema=False)
+        app.add_route(
+            config.metrics_path, MetricsEndpoint(manager.prometheus_registry), include_in_schema=False
+        )

@@ -28,4 +28,3 @@ def instrument(tracer_provider: Any, meter_provider: Any) -> Callable[[], None]:
         tracer_provider=tracer_provider, meter_provider=meter_provider, enable_commenter=False
     )
     return instrumentor.uninstrument
-
