@@ -66,7 +66,9 @@ def classify(status: int, body: Any) -> ApiResult:
     retry_after = params.get("retry_after")
     retry_after = float(retry_after) if isinstance(retry_after, (int, float)) and retry_after >= 0 else None
     if code == 429 or status == 429:
-        return ApiResult("throttled", status, description, retry_after=1.0 if retry_after is None else retry_after)
+        return ApiResult(
+            "throttled", status, description, retry_after=1.0 if retry_after is None else retry_after
+        )
     if status >= 500 or code >= 500:
         return ApiResult("retry", status, description, retry_after=retry_after)
     if code == 401 or status == 401 or status == 404:

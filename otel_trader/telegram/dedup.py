@@ -153,4 +153,3 @@ class Deduplicator:
             out.extend(self._follow_up(w) for w in self._windows.values() if w.suppressed)
             self._windows.clear()
             return out
-

@@ -159,7 +159,7 @@ def _header(
     if request is not None:
         client = f" · client <code>{escape(request.client)}</code>" if request.client else ""
         lines.append(
-            f"<b>Request:</b> <code>{escape(request.method)} {fit_middle(request.route, cap(200))}</code>"
+            f"<b>Request:</b> <code>{escape(request.method)} {fit_middle(scrub(request.route), cap(200))}</code>"
             f" → {request.status}{client}"
         )
     if report.trace_id:
@@ -173,7 +173,9 @@ def _header(
     if items:
         lines.append("<b>Context:</b>")
         for key, value in items:
-            lines.append(f"• {fit_middle(key, cap(50))}: {fit_middle(_context_value(key, value), cap(200))}")
+            lines.append(
+                f"• {fit_middle(scrub(key), cap(50))}: {fit_middle(_context_value(key, value), cap(200))}"
+            )
     return lines
 
 
@@ -201,12 +203,10 @@ def format_report(
         if telegram_length("\n".join(header)) <= limit - (_MIN_STACK if stack else 0):
             return _assemble(header, stack, limit)
     # Unreachable with the caps above; kept so an oversized message can never be produced.
-    return fit_middle(f"{report.level_name} {report.error_type}: {report.message}", limit)
+    return fit_middle(scrub(f"{report.level_name} {report.error_type}: {report.message}"), limit)
 
 
-def format_follow_up(
-    follow: FollowUp, *, service: str, environment: str, limit: int = TELEGRAM_LIMIT
-) -> str:
+def format_follow_up(follow: FollowUp, *, service: str, environment: str, limit: int = TELEGRAM_LIMIT) -> str:
     """The "N more like this" message closing a dedup window."""
     first = follow.first
     lines = [
@@ -216,10 +216,14 @@ def format_follow_up(
     if first is not None:
         lines.append(f"<b>{fit_middle(first.error_type, 200)}</b>: {fit_middle(scrub(first.message), 600)}")
         if first.request is not None:
-            lines.append(f"<b>Request:</b> <code>{escape(first.request.method)} {fit_middle(first.request.route, 200)}</code>")
+            lines.append(
+                f"<b>Request:</b> <code>{escape(first.request.method)} {fit_middle(scrub(first.request.route), 200)}</code>"
+            )
         if first.frames:
             filename, lineno, function = first.frames[-1]
-            lines.append(f"at <code>{fit_middle(short_path(filename), 300)}:{lineno}</code> in {fit_middle(function, 100)}")
+            lines.append(
+                f"at <code>{fit_middle(short_path(filename), 300)}:{lineno}</code> in {fit_middle(function, 100)}"
+            )
         lines.append(f"first reported {_time(first.timestamp)}")
     return fit_middle_html("\n".join(lines), limit)
 
@@ -237,4 +241,3 @@ _TAG = re.compile(r"<[^>]+>")
 def to_plain_text(html_text: str) -> str:
     """The message without markup (for a retry without ``parse_mode``)."""
     return html.unescape(_TAG.sub("", html_text))
-

@@ -1,14 +1,16 @@
 """Telegram error-reporting settings: one declarative table, like :mod:`otel_trader.settings`.
 
-Read from the environment; keyword arguments win. Invalid values raise
+Read from the environment; keyword arguments win. With reporting on, invalid values raise
 :class:`otel_trader.ConfigError` naming the variable, the value (never the bot token) and what
-is accepted.
+is accepted. With reporting off only ``TELEGRAM_ERROR_REPORTING_ENABLED`` is validated: other
+invalid variables are named in one warning and replaced by their defaults, so a half-configured
+reporter that is switched off never stops the application.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -28,6 +30,9 @@ _env = env_vars
 
 class TelegramSettings(EnvSettings):
     """Settings of :class:`~otel_trader.telegram.TelegramErrorReporter`, read from the environment."""
+
+    # Off means off: while reporting is disabled, only `enabled` is validated (EnvSettings).
+    _switch_field: ClassVar[str | None] = "enabled"
 
     enabled: bool = Field(
         False,
@@ -89,12 +94,14 @@ class TelegramSettings(EnvSettings):
         validation_alias=_env("TELEGRAM_RETRY_BACKOFF_SECONDS"),
         description="First retry delay; doubles per attempt (capped at 10 s), with jitter.",
     )
-    flush_timeout_seconds: float = Field(
-        3.0,
+    flush_timeout_seconds: float | None = Field(
+        None,
         ge=0,
         le=60,
         validation_alias=_env("TELEGRAM_FLUSH_TIMEOUT_SECONDS"),
-        description="How long `shutdown()` waits for queued reports to be sent.",
+        description="Longest `shutdown()` sends queued reports. It never goes past the exit budget "
+        "(`TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS`) that it shares with the telemetry flush; unset: "
+        "all that is left of it, or three quarters while telemetry still has to flush.",
     )
     signoz_url: str | None = Field(
         None,
@@ -126,7 +133,9 @@ class TelegramSettings(EnvSettings):
     def _check_chats(cls, value: list[str]) -> list[str]:
         bad = [v for v in value if not _CHAT_RE.match(v)]
         if bad:
-            raise ValueError(f"bad chat id(s) {bad}; expected numeric ids (e.g. -1001234567890) or @channelname")
+            raise ValueError(
+                f"bad chat id(s) {bad}; expected numeric ids (e.g. -1001234567890) or @channelname"
+            )
         return list(dict.fromkeys(value))  # a chat listed twice gets one message
 
     @field_validator("bot_token")
@@ -143,7 +152,9 @@ class TelegramSettings(EnvSettings):
             return None
         value = value.strip().rstrip("/")
         if not _URL_RE.match(value):
-            raise ValueError("expected an http:// or https:// URL without query, like https://signoz.example.com")
+            raise ValueError(
+                "expected an http:// or https:// URL without query, like https://signoz.example.com"
+            )
         return value
 
     @field_validator("min_level", mode="before")

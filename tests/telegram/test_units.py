@@ -30,8 +30,12 @@ class Clock:
 
 
 def test_normalised_messages_ignore_ids() -> None:
-    a = normalise_message("order 123 for 7f3e9c1a-1b2c-4d5e-8f90-123456789abc failed at 0x7ffe12 (hash 9f86d081884c7d65)")
-    b = normalise_message("order 98765 for 00000000-0000-4000-8000-000000000000 failed at 0xdead (hash 0123456789abcdef)")
+    a = normalise_message(
+        "order 123 for 7f3e9c1a-1b2c-4d5e-8f90-123456789abc failed at 0x7ffe12 (hash 9f86d081884c7d65)"
+    )
+    b = normalise_message(
+        "order 98765 for 00000000-0000-4000-8000-000000000000 failed at 0xdead (hash 0123456789abcdef)"
+    )
     assert a == b == "order <n> for <uuid> failed at <hex> (hash <hex>)"
     assert normalise_message("connection refused") != normalise_message("connection reset")
     assert fingerprint("E", "f.py:1", "x 1") == fingerprint("E", "f.py:1", "x 2")
@@ -97,8 +101,10 @@ def test_formatted_reports_always_fit_and_parse(seed: int) -> None:
     rng = random.Random(seed)
     alphabet = "ab<>&\"' \n😀é中\U0001f525/" + "x" * 10
     text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20_000)))
-    context = {f"k{i}{rng.choice(alphabet)}": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3000)))
-               for i in range(rng.randint(0, 40))}
+    context = {
+        f"k{i}{rng.choice(alphabet)}": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3000)))
+        for i in range(rng.randint(0, 40))
+    }
     request = RequestInfo("GET", "/r/" + text[:5000], "/r", 500, "1.2.3.4:5", "ab" * 16)
     report = _report(text, frames=rng.randint(1, 200), context=context, request=request)
     html = format_report(report, service=text[:3000] or "s", environment="e&<>", signoz_url="https://s.io")  # type: ignore[arg-type]
@@ -117,20 +123,32 @@ def test_fit_middle_keeps_head_and_tail() -> None:
     assert to_plain_text("<b>a &lt; b</b>") == "a < b"
 
 
-def test_settings_errors_name_variable_value_and_accepted(monkeypatch: pytest.MonkeyPatch, reset_otel: None) -> None:
+def test_settings_errors_name_variable_value_and_accepted(
+    monkeypatch: pytest.MonkeyPatch, reset_otel: None
+) -> None:
+    # Reporting on: with it off, bad values are ignored (tests/telegram/test_settings_off.py).
+    monkeypatch.setenv("TELEGRAM_ERROR_REPORTING_ENABLED", "true")
     monkeypatch.setenv("TELEGRAM_ERROR_DEDUP_MINUTES", "five")
-    with pytest.raises(ConfigError, match=r"TELEGRAM_ERROR_DEDUP_MINUTES='five' is not valid: expected a number"):
+    with pytest.raises(
+        ConfigError, match=r"TELEGRAM_ERROR_DEDUP_MINUTES='five' is not valid: expected a number"
+    ):
         TelegramSettings()
     monkeypatch.setenv("TELEGRAM_ERROR_DEDUP_MINUTES", "-1")
-    with pytest.raises(ConfigError, match=r"TELEGRAM_ERROR_DEDUP_MINUTES='-1' is not valid: .*greater than or equal to 0"):
+    with pytest.raises(
+        ConfigError, match=r"TELEGRAM_ERROR_DEDUP_MINUTES='-1' is not valid: .*greater than or equal to 0"
+    ):
         TelegramSettings()
     monkeypatch.delenv("TELEGRAM_ERROR_DEDUP_MINUTES")
     monkeypatch.setenv("TELEGRAM_CHAT_IDS", "123, my-chat")
-    with pytest.raises(ConfigError, match=r"TELEGRAM_CHAT_IDS='123, my-chat' is not valid: bad chat id\(s\) \['my-chat'\]"):
+    with pytest.raises(
+        ConfigError, match=r"TELEGRAM_CHAT_IDS='123, my-chat' is not valid: bad chat id\(s\) \['my-chat'\]"
+    ):
         TelegramSettings()
     monkeypatch.setenv("TELEGRAM_CHAT_IDS", "123,-100456,@alerts_chan,123")
     monkeypatch.setenv("TELEGRAM_ERROR_REPORTING_ENABLED", "maybe")
-    with pytest.raises(ConfigError, match=r"TELEGRAM_ERROR_REPORTING_ENABLED='maybe' is not valid: expected true or false"):
+    with pytest.raises(
+        ConfigError, match=r"TELEGRAM_ERROR_REPORTING_ENABLED='maybe' is not valid: expected true or false"
+    ):
         TelegramSettings()
     monkeypatch.setenv("TELEGRAM_ERROR_REPORTING_ENABLED", "true")
     with pytest.raises(ConfigError, match=r"TELEGRAM_TOKEN is not set"):
@@ -147,7 +165,9 @@ def test_settings_errors_name_variable_value_and_accepted(monkeypatch: pytest.Mo
         TelegramErrorReporter(TOKEN, ["1"], signoz_url="signoz:3301")
 
 
-def test_get_error_reporter_follows_the_environment(monkeypatch: pytest.MonkeyPatch, fake_telegram: object) -> None:
+def test_get_error_reporter_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, fake_telegram: object
+) -> None:
     from otel_trader.telegram import set_error_reporter
 
     assert get_error_reporter() is None  # not configured: the seed's `if error_reporter:` skips
@@ -171,9 +191,16 @@ def test_metric_names_at_metrics_endpoint(telemetry, fake_telegram: object) -> N
     assert reporter.submit(KeyError("b")) == "dropped"
     scraped = telemetry.scrape()
     names = sorted(set(re.findall(r"^(otel_trader_error_reports\w*)\{", scraped, re.M)))
-    print("\n" + "\n".join(line for line in scraped.splitlines() if line.startswith("otel_trader_error_reports")))
+    print(
+        "\n"
+        + "\n".join(line for line in scraped.splitlines() if line.startswith("otel_trader_error_reports"))
+    )
     assert names == ["otel_trader_error_reports_dropped_total", "otel_trader_error_reports_total"]
-    assert re.search(r'^otel_trader_error_reports_total\{level="ERROR",otel_scope_name="otel_trader.telegram"'
-                     r'.*result="suppressed"\} 1\.0$', scraped, re.M)
+    assert re.search(
+        r'^otel_trader_error_reports_total\{level="ERROR",otel_scope_name="otel_trader.telegram"'
+        r'.*result="suppressed"\} 1\.0$',
+        scraped,
+        re.M,
+    )
     assert "# TYPE otel_trader_error_reports_total counter" in scraped
     assert "# TYPE otel_trader_error_reports_dropped_total counter" in scraped
