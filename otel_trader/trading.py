@@ -54,6 +54,7 @@ positions, PnL and websocket counts are kept in the process and show up once one
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -104,10 +105,14 @@ OVERFLOW_VALUE = "__other__"
 DEFAULT_MAX_SYMBOLS = 200
 DEFAULT_MAX_STRATEGIES = 50
 DEFAULT_MAX_EXCHANGES = 50
+#: Open positions past a label limit whose counts are kept one by one (see set_open_positions).
+DEFAULT_MAX_OVERFLOW_POSITIONS = 1000
 #: Longer free-text label values are a bug (an id or a message in a label), not a symbol.
 MAX_LABEL_LENGTH = 64
 
 _METER_NAME = "otel_trader.trading"
+
+logger = logging.getLogger("otel_trader")
 
 
 class LabelValueError(ValueError):
@@ -135,9 +140,7 @@ class BoundedLabel:
     never flips to ``__other__`` once it exists.
     """
 
-    def __init__(
-        self, name: str, max_values: int, on_overflow: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, name: str, max_values: int, on_overflow: Callable[[str], None] | None = None) -> None:
         if max_values < 1:
             raise ValueError(f"max_values for label {name!r} must be at least 1, got {max_values}")
         self.name = name
@@ -217,13 +220,28 @@ def count_label_overflow(label: str) -> None:
 class _State:
     """Process-wide trading state read by the observable instruments at export time."""
 
-    def __init__(self, max_symbols: int, max_strategies: int, max_exchanges: int) -> None:
+    def __init__(
+        self,
+        max_symbols: int,
+        max_strategies: int,
+        max_exchanges: int,
+        max_overflow_positions: int = DEFAULT_MAX_OVERFLOW_POSITIONS,
+    ) -> None:
+        if max_overflow_positions < 0:
+            raise ValueError(f"max_overflow_positions must be at least 0, got {max_overflow_positions}")
         self.lock = threading.Lock()
         self.symbol = BoundedLabel("symbol", max_symbols, count_label_overflow)
         self.strategy = BoundedLabel("strategy", max_strategies, count_label_overflow)
         self.exchange = BoundedLabel("exchange", max_exchanges, count_label_overflow)
-        #: (strategy label, symbol label) -> {(raw strategy, raw symbol): open positions}
-        self.positions: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+        #: (strategy label, symbol label) -> open positions, summed over the values behind an
+        #: ``__other__`` label; as bounded as the labels.
+        self.positions: dict[tuple[str, str], float] = {}
+        #: (raw strategy, raw symbol) -> open positions, for pairs recorded under ``__other__``,
+        #: so setting one again replaces its count; at most ``max_overflow_positions`` entries.
+        self.overflow_positions: dict[tuple[str, str], float] = {}
+        self.max_overflow_positions = max_overflow_positions
+        #: set_open_positions calls past that bound: their counts were added to ``__other__``.
+        self.untracked_positions = 0
         #: symbol label -> realized PnL
         self.pnl: dict[str, float] = {}
         self.websockets = 0
@@ -237,10 +255,15 @@ def configure_trading(
     max_symbols: int = DEFAULT_MAX_SYMBOLS,
     max_strategies: int = DEFAULT_MAX_STRATEGIES,
     max_exchanges: int = DEFAULT_MAX_EXCHANGES,
+    max_overflow_positions: int = DEFAULT_MAX_OVERFLOW_POSITIONS,
 ) -> None:
-    """Set the label limits (call at start-up). Clears positions, PnL and the websocket count."""
+    """Set the label limits (call at start-up). Clears positions, PnL and the websocket count.
+
+    ``max_overflow_positions`` bounds the open positions kept one by one behind ``__other__``
+    (see :func:`set_open_positions`).
+    """
     global _state
-    _state = _State(max_symbols, max_strategies, max_exchanges)
+    _state = _State(max_symbols, max_strategies, max_exchanges, max_overflow_positions)
 
 
 def reset_state() -> None:
@@ -249,6 +272,7 @@ def reset_state() -> None:
         max_symbols=_state.symbol.max_values,
         max_strategies=_state.strategy.max_values,
         max_exchanges=_state.exchange.max_values,
+        max_overflow_positions=_state.max_overflow_positions,
     )
 
 
@@ -258,14 +282,14 @@ def reset_state() -> None:
 def _observe_positions_by_symbol(_options: CallbackOptions) -> Iterable[Observation]:
     totals: dict[str, float] = {}
     with _state.lock:
-        for (_, symbol), raw in _state.positions.items():
-            totals[symbol] = totals.get(symbol, 0.0) + sum(raw.values())
+        for (_, symbol), value in _state.positions.items():
+            totals[symbol] = totals.get(symbol, 0.0) + value
     return [Observation(value, {"symbol": symbol}) for symbol, value in totals.items()]
 
 
 def _observe_positions_by_strategy(_options: CallbackOptions) -> Iterable[Observation]:
     with _state.lock:
-        items = [(key, sum(raw.values())) for key, raw in _state.positions.items()]
+        items = list(_state.positions.items())
     return [Observation(value, {"strategy": s, "symbol": sym}) for (s, sym), value in items]
 
 
@@ -468,23 +492,57 @@ def set_open_positions(symbol: str, count: float, *, strategy: str = "default") 
 
     ``positions_open{symbol}`` is the sum over strategies; ``trading_current_positions`` keeps
     the strategy. Zero removes the entry (the series then reports 0).
+
+    Past a label limit the pair is recorded under ``__other__``, whose value is the sum of those
+    pairs' counts. Up to ``max_overflow_positions`` (:func:`configure_trading`, default
+    :data:`DEFAULT_MAX_OVERFLOW_POSITIONS`) such pairs are kept one by one, so setting one
+    again replaces its count and zero removes it. Memory stays bounded beyond that: a further
+    pair's count is added to ``__other__`` without being kept, so a later change of that pair
+    adds again instead of replacing (warned once).
     """
     _instruments.get()  # the observable instruments exist once a provider is installed
     symbol_label = _state.symbol(symbol)
     strategy_label = _state.strategy(strategy)
     key = (strategy_label, symbol_label)
-    with _state.lock:
-        raw = _state.positions.setdefault(key, {})
-        if count:
-            raw[(strategy, symbol)] = float(count)
+    raw = (strategy, symbol)
+    value = float(count)
+    state = _state
+    warn = False
+    with state.lock:
+        if key == raw and OVERFLOW_VALUE not in key:
+            state.positions[key] = value
+            return
+        previous = state.overflow_positions.pop(raw, None)
+        if previous is not None or len(state.overflow_positions) < state.max_overflow_positions:
+            if value:
+                state.overflow_positions[raw] = value
+            delta = value - (previous or 0.0)
         else:
-            raw.pop((strategy, symbol), None)
+            delta = value
+            state.untracked_positions += 1
+            warn = state.untracked_positions == 1
+        state.positions[key] = state.positions.get(key, 0.0) + delta
+    if warn:
+        logger.warning(
+            "otel-trader: more than %d open positions are recorded under %s (past the symbol or "
+            "strategy label limit); further ones are added to its total without being kept, so "
+            "changing them later adds instead of replacing. Raise configure_trading(max_symbols=...) "
+            "if these symbols are real.",
+            state.max_overflow_positions,
+            OVERFLOW_VALUE,
+        )
 
 
 def get_open_positions() -> dict[tuple[str, str], float]:
-    """Open positions as recorded: ``{(strategy, symbol): count}`` (raw values, not labels)."""
+    """Open positions as recorded: ``{(strategy, symbol): count}`` (raw values, not labels).
+
+    Pairs recorded under ``__other__`` appear as long as they are kept one by one (see
+    :func:`set_open_positions`); beyond that bound only the ``__other__`` total has them.
+    """
     with _state.lock:
-        return {k: v for raw in _state.positions.values() for k, v in raw.items()}
+        kept = {k: v for k, v in _state.positions.items() if v and OVERFLOW_VALUE not in k}
+        kept.update(_state.overflow_positions)
+    return kept
 
 
 def add_realized_pnl(symbol: str, amount: float) -> None:

@@ -74,7 +74,9 @@ def exported(proxy: ForkSafe, name: str) -> list[dict[str, Any]]:
 
 
 def target_info(text: str) -> dict[str, str]:
-    (sample,) = [s for f in text_string_to_metric_families(text) if f.name == "target_info" for s in f.samples]
+    (sample,) = [
+        s for f in text_string_to_metric_families(text) if f.name == "target_info" for s in f.samples
+    ]
     return dict(sample.labels)
 
 
@@ -215,3 +217,156 @@ def test_uvicorn_workers_each_get_their_own_instance(tmp_path: Path) -> None:
         assert len(set(seen.values())) == 2
     finally:
         launch.stop_all()
+
+
+# -- metric state after fork ---------------------------------------------------------------------
+
+
+def metric_points(reader: Any, name: str) -> list[Any]:
+    """The data points of metric ``name`` in a fresh collection of an InMemoryMetricReader."""
+    data = reader.get_metrics_data()
+    return [
+        point
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def prometheus_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """{labels without otel_scope_*: value} of the samples called ``name`` in an exposition.
+
+    The exporter gives every sample of a family every label, empty where a series lacks it;
+    those are left out.
+    """
+    return {
+        tuple(sorted((k, v) for k, v in s.labels.items() if v and not k.startswith("otel_scope_"))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def read_metrics(reader: Any) -> dict[str, Any]:
+    """What the test compares between parent and children, from both readers."""
+    (orders,) = metric_points(reader, "fork_orders_total")
+    (latency,) = metric_points(reader, "fork_latency_seconds")
+    (pid,) = metric_points(reader, "fork_pid")
+    text = generate_latest(REGISTRY).decode()
+    return {
+        "orders": orders.value,
+        "orders_start_ns": orders.start_time_unix_nano,
+        "latency_count": latency.count,
+        "latency_sum": latency.sum,
+        "pid_gauge": pid.value,
+        "prom_orders": prometheus_samples(text, "fork_orders_total"),
+        "prom_latency_count": prometheus_samples(text, "fork_latency_seconds_count"),
+        "prom_users": prometheus_samples(text, "fork_users_total"),
+        "prom_positions": prometheus_samples(text, "positions_open"),
+    }
+
+
+def run_metric_child(reader: Any, index: int, write_end: int) -> None:
+    """A forked child: record ``index + 1`` orders and latencies and two new users, report, ``os._exit``."""
+    code = 1
+    try:
+        for _ in range(index + 1):
+            otel_trader.record_counter("fork_orders_total", attributes={"side": "buy"})
+            otel_trader.record_histogram("fork_latency_seconds", 0.7, buckets=(0.1, 0.5, 1.0))
+        for user in ("c1", "c2"):
+            otel_trader.record_counter("fork_users_total", attributes={"user": user})
+        report: dict[str, Any] = {"pid": os.getpid(), **read_metrics(reader)}
+        report = {k: list(v.items()) if isinstance(v, dict) else v for k, v in report.items()}
+        code = 0
+    except BaseException:
+        report = {"error": traceback.format_exc()}
+    finally:
+        try:
+            os.write(write_end, json.dumps(report).encode())
+            os.close(write_end)
+        finally:
+            os._exit(code)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_forked_children_start_with_empty_metric_state(reset_otel: None) -> None:
+    """Children report only what they recorded; the parent keeps its own values."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_trader import trading
+
+    reader = InMemoryMetricReader()
+    manager = otel_trader.configure(
+        enabled=True,
+        exporter="none",
+        service_name="forky",
+        metric_cardinality_limit=3,  # two attribute sets plus the overflow series
+        span_exporter=InMemorySpanExporter(),
+        metric_readers=[reader],
+    )
+    parent_orders = 40
+    for _ in range(parent_orders):
+        otel_trader.record_counter("fork_orders_total", attributes={"side": "buy"})
+        otel_trader.record_histogram("fork_latency_seconds", 0.2, buckets=(0.1, 0.5, 1.0))
+    for user in ("p1", "p2", "p3"):  # p3 overflows in the parent
+        otel_trader.record_counter("fork_users_total", attributes={"user": user})
+    otel_trader.observe_gauge("fork_pid", lambda: float(os.getpid()))
+    trading.configure_trading()
+    trading.set_open_positions("BTC-USDT", 3, strategy="grid")
+    parent_before = read_metrics(reader)
+    # A flush collects every reader, the pull reader too: that data waits for the next scrape.
+    assert manager.meter_provider is not None
+    manager.meter_provider.force_flush()
+
+    fork_ns = time.time_ns()
+    children = []
+    for index in range(3):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_end)
+            run_metric_child(reader, index, write_end)
+        os.close(write_end)
+        children.append((index, read_end, pid))
+    reports = [(index, read_report(read_end, pid)) for index, read_end, pid in children]
+
+    for index, child in reports:
+        assert "error" not in child, child.get("error")
+        recorded = index + 1
+        # Exactly what the child recorded, not the parent's 40 plus it.
+        assert child["orders"] == recorded, child
+        assert child["latency_count"] == recorded and child["latency_sum"] == pytest.approx(0.7 * recorded)
+        assert child["prom_orders"] == [[[["side", "buy"]], recorded]], child["prom_orders"]
+        assert child["prom_latency_count"] == [[[], recorded]]
+        # A cumulative series restarts in the child: its start time is after the fork.
+        assert child["orders_start_ns"] > fork_ns > parent_before["orders_start_ns"]
+        # Observable instruments are still read, in the child.
+        assert child["pid_gauge"] == child["pid"] != os.getpid()
+        # The child's own attribute sets are not overflowed by the parent's.
+        assert sorted(child["prom_users"]) == [[[["user", "c1"]], 1.0], [[["user", "c2"]], 1.0]]
+        # Trading state read by observable instruments is the parent's: not reported again.
+        assert child["prom_positions"] == []
+
+    # The parent is untouched.
+    generate_latest(REGISTRY)  # hands out the data the flush above left for the next scrape
+    parent_after = read_metrics(reader)
+    assert parent_after["orders"] == parent_orders and parent_after["latency_count"] == parent_orders
+    assert parent_after["orders_start_ns"] == parent_before["orders_start_ns"]
+    assert parent_after["prom_orders"] == {(("side", "buy"),): parent_orders}
+    assert (
+        parent_after["prom_users"]
+        == parent_before["prom_users"]
+        == {
+            (("user", "p1"),): 1.0,
+            (("user", "p2"),): 1.0,
+            (("otel_metric_overflow", "true"),): 1.0,
+        }
+    )
+    assert parent_after["prom_positions"] == {(("symbol", "BTC-USDT"),): 3.0}
+    assert parent_after["pid_gauge"] == os.getpid()
+    trading.configure_trading()
+    assert manager.shutdown(timeout=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -16,9 +17,10 @@ def test_order_context_counts_times_and_spans(telemetry, samples):
         pass
     with trading.order(strategy="grid", side="SELL", exchange="okx", symbol="ETH-USDT") as o:
         o.set_status("rejected")
-    with pytest.raises(RuntimeError), trading.order(
-        strategy="grid", side="buy", exchange="okx", symbol="BTC-USDT"
-    ) as o:
+    with (
+        pytest.raises(RuntimeError),
+        trading.order(strategy="grid", side="buy", exchange="okx", symbol="BTC-USDT") as o,
+    ):
         o.set_status("filled")
         raise RuntimeError("exchange down")
 
@@ -32,9 +34,7 @@ def test_order_context_counts_times_and_spans(telemetry, samples):
         key(strategy="grid", side="sell", result="rejected"): 1.0,
         key(strategy="grid", side="buy", result="error"): 1.0,
     }
-    assert samples("trading_execution_duration_seconds_count") == {
-        key(strategy="grid", exchange="okx"): 3.0
-    }
+    assert samples("trading_execution_duration_seconds_count") == {key(strategy="grid", exchange="okx"): 3.0}
     buckets = samples("trading_execution_duration_seconds_bucket")
     assert sorted(float(dict(k)["le"]) for k in buckets) == [0.1, 0.5, 1, 2, 5, 10, float("inf")]
     assert 'le="10.0"' in telemetry.scrape()  # the parser above normalises; the text has the bounds too
@@ -123,7 +123,11 @@ def test_rate_limit_counter(telemetry, samples):
     [
         (lambda: trading.order(strategy="g", side="hold", exchange="okx", symbol="BTC"), "side", "hold"),
         (lambda: trading.record_order(side="buy", status="done", exchange="okx"), "status", "done"),
-        (lambda: trading.record_order(side="buy", status="filled", exchange="okx", result="ok"), "result", "ok"),
+        (
+            lambda: trading.record_order(side="buy", status="filled", exchange="okx", result="ok"),
+            "result",
+            "ok",
+        ),
         (lambda: trading.record_rate_limit("blocked"), "status", "blocked"),
         (lambda: trading.set_open_positions("", 1), "symbol", ""),
         (lambda: trading.add_realized_pnl("X" * 65, 1.0), "symbol", "X" * 65),
@@ -185,3 +189,59 @@ def test_no_provider_is_a_noop(reset_otel):
     assert trading.get_realized_pnl() == {"BTC": -3.0}
     with pytest.raises(LabelValueError):
         trading.record_rate_limit("nope")
+
+
+@pytest.mark.timeout(120)
+def test_state_stays_bounded_past_the_label_limits(telemetry, samples):
+    symbols = 300_000
+    for i in range(symbols):
+        trading.set_open_positions(f"S{i}", 1, strategy="grid")
+    positions = samples("positions_open")
+    assert len(positions) == 201
+    assert positions[key(symbol="__other__")] == symbols - 200
+    assert samples("trading_current_positions")[key(strategy="grid", symbol="__other__")] == symbols - 200
+
+    # Memory does not grow with further symbols (kept one by one it was ~160 bytes each).
+    more = 30_000
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(symbols, symbols + more):
+            trading.set_open_positions(f"S{i}", 1, strategy="grid")
+            trading.add_realized_pnl(f"S{i}", -1.0)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 256 * 1024, f"kept {(after - before) / 1024:.0f} KiB for {more} symbols"
+    assert peak - before < 1024 * 1024, f"peak {(peak - before) / 1024:.0f} KiB"
+    state = trading._state
+    # One number per label pair, and a bounded set of pairs kept one by one behind __other__.
+    assert len(state.positions) == 201 and len(state.pnl) == 1
+    assert len(state.overflow_positions) == trading.DEFAULT_MAX_OVERFLOW_POSITIONS
+    assert samples("positions_open")[key(symbol="__other__")] == symbols + more - 200
+    assert samples("realized_pnl") == {key(symbol="__other__"): -float(more)}
+
+
+def test_overflowed_positions_are_replaced_while_kept(telemetry, samples, caplog):
+    trading.configure_trading(max_symbols=2, max_overflow_positions=2)
+    other = key(symbol="__other__")
+    for symbol, count in (("A", 1), ("B", 1), ("C", 2), ("D", 3)):
+        trading.set_open_positions(symbol, count)
+    assert samples("positions_open") == {key(symbol="A"): 1.0, key(symbol="B"): 1.0, other: 5.0}
+    trading.set_open_positions("C", 0)  # closed: removed from __other__
+    trading.set_open_positions("D", 1)  # changed: replaced, not added
+    assert samples("positions_open")[other] == 1.0
+    with caplog.at_level("WARNING", logger="otel_trader"):
+        trading.set_open_positions("E", 4)  # kept (C's place is free again)
+        trading.set_open_positions("F", 5)  # past the bound: added to the total only
+        trading.set_open_positions("G", 1)
+    assert samples("positions_open")[other] == 11.0
+    assert len(trading._state.overflow_positions) == 2
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "more than 2 open positions" in caplog.records[0].getMessage()
+    assert trading.get_open_positions() == {
+        ("default", "A"): 1.0,
+        ("default", "B"): 1.0,
+        ("default", "D"): 1.0,
+        ("default", "E"): 4.0,
+    }
