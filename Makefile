@@ -23,6 +23,7 @@ test: install system-deps collector old-fastapi
 
 lint: install
 	$(PYTHON) -m ruff check otel_trader tests benchmarks monitoring/grafana
+	$(PYTHON) -m ruff format --check otel_trader
 	$(PYTHON) -m mypy
 
 bench: install

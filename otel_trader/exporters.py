@@ -32,7 +32,40 @@ _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.http._log_exporter",
 )
-_EXPORT_NOISE = ("Transient error", "Failed to export", "Shutdown in progress")
+_EXPORT_NOISE = ("Transient error", "Failed to export", "Shutdown in progress", "Dropping ")
+
+#: (markers in the exporter's error text, what it means for the user). First match wins.
+_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("larger than max", "exceeds max_request_size", "413"),
+        "the collector rejected a batch as too large; that batch is dropped, later ones still go",
+    ),
+    (
+        ("RESOURCE_EXHAUSTED", "429"),
+        "the collector refused data (overloaded, e.g. its memory limiter); refused batches are dropped",
+    ),
+    (
+        ("UNAUTHENTICATED", "PERMISSION_DENIED", "401", "403"),
+        "the collector rejected the credentials; check OTLP_HEADERS",
+    ),
+    (
+        ("UNIMPLEMENTED", "404"),
+        "nothing serves OTLP for this protocol at that address; check OTLP_ENDPOINT and OTLP_PROTOCOL",
+    ),
+    (
+        ("INVALID_ARGUMENT", "400"),
+        "the collector rejected the data as invalid; those batches are dropped",
+    ),
+)
+_UNREACHABLE = "the collector is unreachable; telemetry is dropped until it is reachable"
+
+
+def failure_cause(error_text: str) -> str:
+    """What an exporter's error text means for the user, in words (unreachable unless it says otherwise)."""
+    for markers, meaning in _CAUSES:
+        if any(marker in error_text for marker in markers):
+            return meaning
+    return _UNREACHABLE
 
 
 class ExportHealth(logging.Filter):
@@ -76,11 +109,12 @@ class ExportHealth(logging.Filter):
                 return
             self._warned_at = now
         logger.warning(
-            "otel-trader: cannot export %s to the OTLP collector at %s (%s); telemetry is dropped "
-            "until it is reachable. The application is not affected. This is logged once; "
-            "details per attempt at DEBUG on the 'otel_trader' logger.",
+            "otel-trader: cannot export %s to the OTLP collector at %s: %s (%s). The application "
+            "is not affected. This is logged once; details per attempt at DEBUG on the "
+            "'otel_trader' logger.",
             signal,
             self.endpoint,
+            failure_cause(self.last_error),
             self.last_error or "export failed",
         )
 
@@ -107,11 +141,17 @@ class ForkSafe:
     """
 
     def __init__(
-        self, factory: Callable[[], Any], health: ExportHealth | None = None, signal: str = "telemetry"
+        self,
+        factory: Callable[[], Any],
+        health: ExportHealth | None = None,
+        signal: str = "telemetry",
+        size_of: Callable[[Any], int] | None = None,
     ) -> None:
         self._factory = factory
         self._health = health
         self._signal = signal
+        #: Estimates one item's encoded size; batches are then cut under MAX_REQUEST_BYTES.
+        self._size_of = size_of
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._exporter = factory()
@@ -127,7 +167,20 @@ class ForkSafe:
         return self._exporter
 
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        """Export through this process's exporter, reporting the outcome to the health tracker."""
+        """Export through this process's exporter, reporting the outcome to the health tracker.
+
+        A batch whose estimated encoded size passes MAX_REQUEST_BYTES goes out as several
+        requests; the result is a failure when any of them failed.
+        """
+        chunks = split_by_size(batch, self._size_of, MAX_REQUEST_BYTES) if self._size_of else [batch]
+        result: Any = None
+        for chunk in chunks:
+            outcome = self._export_one(chunk, *args, **kwargs)
+            if result is None or getattr(outcome, "name", None) != "SUCCESS":
+                result = outcome
+        return result
+
+    def _export_one(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             result = self.inner.export(batch, *args, **kwargs)
         except Exception:
@@ -151,6 +204,59 @@ class ForkSafe:
         return getattr(self.inner, name)
 
 
+#: Estimated bytes per span or log request. gRPC servers (the collector included) reject
+#: messages over 4 MiB by default and the HTTP exporters drop batches over theirs; the estimate
+#: counts strings exactly and the protobuf framing roughly, so half the limit leaves room.
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+
+def split_by_size(batch: Any, size_of: Callable[[Any], int], limit: int) -> list[Any]:
+    """Cut ``batch`` into consecutive chunks of at most ``limit`` estimated bytes (an item alone may pass it)."""
+    chunks: list[Any] = []
+    start, total = 0, 0
+    for index, item in enumerate(batch):
+        size = size_of(item)
+        if total + size > limit and index > start:
+            chunks.append(batch[start:index])
+            start, total = index, 0
+        total += size
+    chunks.append(batch[start:] if start else batch)
+    return chunks
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, (tuple, list)):
+        return sum(_value_size(v) for v in value) + 2 * len(value)
+    return 10
+
+
+def _attributes_size(attributes: Any) -> int:
+    if not attributes:
+        return 0
+    return sum(len(key) + _value_size(value) + 8 for key, value in attributes.items())
+
+
+def span_size(span: Any) -> int:
+    """Estimated OTLP-encoded size of a ReadableSpan in bytes (strings exact, framing approximate)."""
+    size = 160 + len(span.name) + _attributes_size(span.attributes)
+    for event in span.events:
+        size += 24 + len(event.name) + _attributes_size(event.attributes)
+    for link in span.links:
+        size += 48 + _attributes_size(link.attributes)
+    description = span.status.description
+    return size + (len(description) if description else 0)
+
+
+def log_size(record: Any) -> int:
+    """Estimated OTLP-encoded size of a ReadableLogRecord in bytes."""
+    log = getattr(record, "log_record", record)
+    return 120 + _value_size(log.body) + _attributes_size(log.attributes)
+
+
 #: Data points per OTLP/gRPC metric request. gRPC servers (the collector included) reject messages
 #: over 4 MiB by default, which an unsplit export passes at ≈ 85,000 points; 20,000 is ≈ 1 MiB.
 METRIC_POINTS_PER_REQUEST = 20_000
@@ -168,6 +274,12 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
         return ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogRecordExporter()
 
     target = config.otlp
+    if config.otlp_protocol == "http/json":
+        logger.warning(
+            "otel-trader: OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not available in OpenTelemetry "
+            "Python; sending http/protobuf to %s (collectors accept both on the same port)",
+            target.endpoint,
+        )
     headers = dict(config.otlp_headers) or None
     timeout = config.otlp_timeout_seconds
     health = ExportHealth(target.endpoint).install()
@@ -194,9 +306,13 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
             timeout=timeout,
         )
         return (
-            ForkSafe(lambda: GrpcSpans(**common), health, "spans"),
-            ForkSafe(lambda: GrpcMetrics(**common, max_export_batch_size=METRIC_POINTS_PER_REQUEST), health, "metrics"),
-            ForkSafe(lambda: GrpcLogs(**common), health, "logs"),
+            ForkSafe(lambda: GrpcSpans(**common), health, "spans", span_size),
+            ForkSafe(
+                lambda: GrpcMetrics(**common, max_export_batch_size=METRIC_POINTS_PER_REQUEST),
+                health,
+                "metrics",
+            ),
+            ForkSafe(lambda: GrpcLogs(**common), health, "logs", log_size),
         )
 
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
@@ -217,6 +333,7 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
             ),
             health,
             {"traces": "spans"}.get(signal, signal),
+            {"traces": span_size, "logs": log_size}.get(signal),
         )
 
     return http(HttpSpans, "traces"), http(HttpMetrics, "metrics"), http(HttpLogs, "logs")

@@ -64,29 +64,41 @@ def _install_stderr_fallback() -> None:
         package_logger.addHandler(_StderrFallback(logging.WARNING))
 
 
-def install_log_export(resource: Any, exporter: Any, level: str, meter_provider: Any) -> Any:
-    """Create a LoggerProvider exporting through ``exporter`` and attach a handler to the root logger."""
+def install_log_export(resource: Any, exporter: Any, config: Any, meter_provider: Any) -> Any:
+    """Create a LoggerProvider exporting through ``exporter`` and attach a handler to the root logger.
+
+    ``config`` (a TelemetryConfig) gives the level, the batch options and the attribute limits,
+    the same as for spans.
+    """
+    level = config.log_level
     if exporter is None:
         return None
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
-    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    from .manager import batch_size_limit, sdk_self_metrics
+    provider = LoggerProvider(
+        resource=resource,
+        shutdown_on_exit=False,
+        log_record_limits=LogRecordLimits(
+            max_attributes=config.attribute_count_limit,
+            max_attribute_length=config.attribute_value_length_limit,
+        ),
+    )
+    from .manager import batch_options, sdk_self_metrics
+    from .scrubbing import ScrubbingLogExporter
 
+    # Secrets are scrubbed and long bodies cut on the export thread, not in the logging call.
+    exporter = ScrubbingLogExporter(exporter, body_limit_chars=config.attribute_value_length_limit)
     with sdk_self_metrics():
         processor = BatchLogRecordProcessor(
-            exporter, meter_provider=meter_provider, **batch_size_limit("OTEL_BLRP")
+            exporter, meter_provider=meter_provider, **batch_options(config, "blrp")
         )
     provider.add_log_record_processor(processor)
     handler = LoggingHandler(level=getattr(logging, level), logger_provider=provider)
     # The exporter's own warnings must not be exported again through it (a loop when the
     # collector is down).
     handler.addFilter(lambda record: not record.name.startswith(("opentelemetry", "grpc")))
-    from .redaction import RedactingFilter
-
-    handler.addFilter(RedactingFilter())
     handler._otel_trader_export = True  # type: ignore[attr-defined]
     logging.getLogger().addHandler(handler)
     _install_stderr_fallback()

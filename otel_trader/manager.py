@@ -9,7 +9,6 @@ import os
 import platform
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from . import metrics as _metrics
 from . import tracing as _tracing
+from .exit_budget import exit_budget
 from .settings import TelemetryConfig
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ class TelemetryManager:
         self._push_readers: list[Any] = []
         self._configured = False
         self._shut_down = False
-        #: Seconds the exit path already spent on exporters that did not finish (lifespan flush).
-        self._exit_budget_spent = 0.0
         self._lock = threading.Lock()
         self._instrumented: list[Callable[[], None]] = []
         #: Called with (exception, RequestInfo) for unhandled request exceptions; shared with
@@ -89,6 +87,7 @@ class TelemetryManager:
                 return self
             self._install(span_exporter, metric_readers, log_exporter)
             self._configured = True
+            exit_budget.restart()  # a new run: its exit has the whole budget
         return self
 
     def _install(self, span_exporter: Any, metric_readers: Any, log_exporter: Any) -> None:
@@ -112,6 +111,12 @@ class TelemetryManager:
         self.resource = build_resource(config)
         built = build_exporters(config) if span_exporter is None else None
         spans = span_exporter or (built[0] if built else None)
+        from .redaction import add_redact_keys, install_console_redaction
+        from .scrubbing import ScrubbingSpanExporter
+
+        # Every span exporter, also one passed in, sees spans only after scrubbing (export thread).
+        add_redact_keys(config.redact_keys)
+        spans = ScrubbingSpanExporter(spans) if spans is not None else None
         readers: list[Any] = list(metric_readers or [])
         if metric_readers is None and built:
             readers.append(
@@ -135,12 +140,15 @@ class TelemetryManager:
         metrics.set_meter_provider(self.meter_provider)
 
         self.tracer_provider = TracerProvider(
-            resource=self.resource, sampler=build_sampler(config), shutdown_on_exit=False
+            resource=self.resource,
+            sampler=build_sampler(config),
+            span_limits=build_span_limits(config),
+            shutdown_on_exit=False,
         )
         if spans is not None:
             with sdk_self_metrics():
                 processor = BatchSpanProcessor(
-                    spans, meter_provider=self.meter_provider, **batch_size_limit("OTEL_BSP")
+                    spans, meter_provider=self.meter_provider, **batch_options(config, "bsp")
                 )
             self.tracer_provider.add_span_processor(processor)
         trace.set_tracer_provider(self.tracer_provider)
@@ -149,17 +157,16 @@ class TelemetryManager:
         if config.logs_enabled and config.integration_enabled("logging"):
             from .logs import install_log_export
 
-            self.logger_provider = install_log_export(
-                self.resource, logs, config.log_level, self.meter_provider
-            )
+            self.logger_provider = install_log_export(self.resource, logs, config, self.meter_provider)
             if self.logger_provider is not None:
                 _logs.set_logger_provider(self.logger_provider)
         from .logs import install_log_correlation
 
         install_log_correlation()
+        install_console_redaction()  # after log export: covers our stderr fallback handler too
         register_runtime_metrics(self.meter_provider)
         _tracing.refresh()
-        _metrics.refresh()
+        _metrics.refresh(config.metric_cardinality_limit)
         self._instrument_libraries()
         os.register_at_fork(after_in_child=self._after_fork)
         atexit.register(self.shutdown)
@@ -203,6 +210,10 @@ class TelemetryManager:
         collector = getattr(self._prometheus_reader, "_collector", None)
         if collector is not None and hasattr(collector, "_target_info"):
             collector._target_info = None
+        # The parent's accumulated metric values are not this instance's: start empty.
+        from .fork_state import reset_metric_state
+
+        reset_metric_state(self.meter_provider)
 
     def instrument_app(self, app: Any) -> Any:
         """Instrument a FastAPI/Starlette app: RED metrics, server spans, ``/metrics``. Returns ``app``."""
@@ -210,7 +221,11 @@ class TelemetryManager:
             return app
         self.configure()
         from .integrations.fastapi import instrument_fastapi
+        from .redaction import install_console_redaction
 
+        # Again here: under `opentelemetry-instrument uvicorn` configuration ran before uvicorn
+        # set up its log handlers; by the time the app is built they exist.
+        install_console_redaction()
         instrument_fastapi(app, self)
         _flush_after_lifespan(app, self)
         app._otel_trader_instrumented = True
@@ -246,11 +261,14 @@ class TelemetryManager:
         return done.wait(deadline)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush and stop every provider within ``timeout`` seconds (default: the configured deadline).
+        """Flush and stop every provider within ``timeout`` seconds (default: the exit budget).
 
         Returns ``True`` when everything finished in time. With a dead collector the SDK's own
         shutdown waits up to 30 s; here the wait is cut at the deadline and what is still queued
-        is abandoned (and counted by the SDK's processor metrics).
+        is abandoned (and counted by the SDK's processor metrics). Without ``timeout`` it waits
+        at most what is left of the process's exit budget (``TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS``,
+        which the lifespan flush and the Telegram reporter's shutdown draw on too; see
+        :mod:`otel_trader.exit_budget`), and spends what it waits.
         """
         with self._lock:
             if self._shut_down or not self._configured:
@@ -264,11 +282,10 @@ class TelemetryManager:
         handler = getattr(self.logger_provider, "_otel_trader_handler", None)
         if handler is not None:
             logging.getLogger().removeHandler(handler)
-        deadline = self.config.shutdown_timeout_seconds if timeout is None else timeout
-        if timeout is None:
-            # One deadline for the whole exit: after a lifespan flush that waited it out on a
-            # dead collector, waiting again at atexit would only double the exit time.
-            deadline = max(0.0, deadline - self._exit_budget_spent)
+        total = self.config.shutdown_timeout_seconds
+        # One budget for the whole exit: after a lifespan flush that waited it out on a dead
+        # collector, waiting again at atexit would only double the exit time.
+        deadline = exit_budget.remaining(total) if timeout is None else timeout
         providers = [p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p]
         done = threading.Event()
 
@@ -282,11 +299,15 @@ class TelemetryManager:
 
         # A daemon thread: if the exporters are stuck, interpreter exit does not wait for it.
         threading.Thread(target=stop_all, name="otel-trader-shutdown", daemon=True).start()
-        finished = done.wait(deadline)
+        if timeout is None:
+            with exit_budget.spending():
+                finished = done.wait(deadline)
+        else:
+            finished = done.wait(deadline)
         if not finished:
             logger.warning(
                 "otel-trader: telemetry shutdown did not finish within %.1fs; unsent data was dropped",
-                deadline + (self._exit_budget_spent if timeout is None else 0.0),
+                total if timeout is None else timeout,
             )
         return finished
 
@@ -357,13 +378,17 @@ def _process_instance_id() -> str:
 
 
 def _flush_after_lifespan(app: Any, manager: TelemetryManager) -> None:
-    """Flush telemetry (within the deadline) when ``app``'s lifespan ends.
+    """Flush telemetry, within what is left of the exit budget, when ``app``'s lifespan ends.
 
     uvicorn handles SIGTERM by shutting down and then re-raising the signal with the default
     handler, which ends the process without running atexit: the atexit ``shutdown()`` never
     runs in ``docker stop``/Kubernetes/systemd, and the last spans, logs and metrics were lost.
     The lifespan shutdown is the last point the application reliably reaches. A flush, not a
     shutdown, so an app started and stopped several times in one process (tests) keeps working.
+
+    The flush runs after the application's own lifespan shutdown (where the Telegram reporter's
+    ``shutdown()`` sends its last reports) and gets what that left of
+    :data:`~otel_trader.exit_budget.exit_budget`; the budget restarts when the lifespan starts.
     """
     router: Any = getattr(app, "router", None)
     original = getattr(router, "lifespan_context", None)
@@ -372,30 +397,53 @@ def _flush_after_lifespan(app: Any, manager: TelemetryManager) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
+        exit_budget.restart()  # a new run: its exit has the whole budget
         async with original(lifespan_app) as state:
             yield state
         from anyio import to_thread
 
-        start = time.monotonic()
-        if not await to_thread.run_sync(manager.flush):
-            manager._exit_budget_spent += time.monotonic() - start
+        timeout = exit_budget.remaining(manager.config.shutdown_timeout_seconds)
+        with exit_budget.spending():
+            await to_thread.run_sync(manager.flush, timeout)
 
     router.lifespan_context = lifespan
 
 
-def batch_size_limit(prefix: str) -> dict[str, int]:
-    """``max_export_batch_size`` capped at the queue size set by ``<prefix>_MAX_QUEUE_SIZE``.
+def batch_options(config: TelemetryConfig, signal: str) -> dict[str, int]:
+    """Keyword arguments of the SDK's batch processor for ``signal`` (``bsp`` spans, ``blrp`` logs).
 
-    The SDK's batch processors raise ValueError when the queue is smaller than the batch (512 by
-    default), so ``OTEL_BSP_MAX_QUEUE_SIZE=100`` alone would crash ``configure()``. Returns the
-    keyword to pass, or nothing (the SDK reads and validates the variables itself).
+    Passed explicitly, validated by the settings table: the SDK would read the same variables
+    itself, and crash ``configure()`` on a negative or huge value. The batch is capped at the
+    queue size, which the SDK otherwise rejects.
     """
-    try:
-        queue = int(os.environ.get(f"{prefix}_MAX_QUEUE_SIZE", "2048"))
-        batch = int(os.environ.get(f"{prefix}_MAX_EXPORT_BATCH_SIZE", "512"))
-    except ValueError:
-        return {}
-    return {"max_export_batch_size": queue} if 0 < queue < batch else {}
+    queue = getattr(config, f"{signal}_max_queue_size")
+    return {
+        "schedule_delay_millis": getattr(config, f"{signal}_schedule_delay_ms"),
+        "max_queue_size": queue,
+        "max_export_batch_size": min(queue, getattr(config, f"{signal}_max_export_batch_size")),
+        "export_timeout_millis": getattr(config, f"{signal}_export_timeout_ms"),
+    }
+
+
+def build_span_limits(config: TelemetryConfig) -> Any:
+    """The SDK's span limits from the environment, with string attributes capped by default.
+
+    The SDK keeps attribute values of any length unless told otherwise: one client sending a
+    100 KB URL then makes every span of that request (and its export batch) 100 KB.
+    """
+    from opentelemetry.sdk.trace import SpanLimits
+
+    limit = config.attribute_value_length_limit
+    return SpanLimits(
+        max_attributes=config.attribute_count_limit,
+        max_span_attributes=config.attribute_count_limit,
+        max_events=config.span_event_count_limit,
+        max_links=config.span_link_count_limit,
+        max_event_attributes=config.event_attribute_count_limit,
+        max_link_attributes=config.link_attribute_count_limit,
+        max_attribute_length=limit,
+        max_span_attribute_length=limit,
+    )
 
 
 def build_resource(config: TelemetryConfig) -> Resource:
@@ -427,6 +475,15 @@ def build_sampler(config: TelemetryConfig) -> Any:
     from opentelemetry.sdk.trace import sampling
 
     ratio = sampling.TraceIdRatioBased(config.sample_ratio)
+    name = config.traces_sampler
+    if name not in _SUPPORTED_SAMPLERS:
+        logger.warning(
+            "otel-trader: OTEL_TRACES_SAMPLER=%s is not available in OpenTelemetry Python; "
+            "using parentbased_traceidratio (TRACE_SAMPLE_RATIO=%g) instead",
+            name,
+            config.sample_ratio,
+        )
+        name = "parentbased_traceidratio"
     return {
         "always_on": sampling.ALWAYS_ON,
         "always_off": sampling.ALWAYS_OFF,
@@ -434,7 +491,19 @@ def build_sampler(config: TelemetryConfig) -> Any:
         "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
         "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
         "parentbased_traceidratio": sampling.ParentBased(ratio),
-    }[config.traces_sampler]
+    }[name]
+
+
+_SUPPORTED_SAMPLERS = frozenset(
+    {
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    }
+)
 
 
 _manager: TelemetryManager | None = None
@@ -475,5 +544,13 @@ def configure(
 
 
 def instrument_app(app: Any) -> Any:
-    """Instrument a FastAPI app from the environment; a no-op unless TELEMETRY_ENABLED=true."""
-    return get_telemetry_manager().instrument_app(app)
+    """Instrument a FastAPI app from the environment; a no-op unless TELEMETRY_ENABLED=true.
+
+    With ``TELEGRAM_ERROR_REPORTING_ENABLED=true`` it also starts Telegram error reporting for
+    the app (with or without telemetry); invalid Telegram settings raise ConfigError here.
+    """
+    manager = get_telemetry_manager()
+    from .telegram.app import attach_error_reporting
+
+    attach_error_reporting(app, manager)
+    return manager.instrument_app(app)

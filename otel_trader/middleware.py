@@ -16,6 +16,7 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from time import perf_counter
 from typing import Any
 
@@ -97,7 +98,7 @@ def route_template(scope: dict[str, Any], root_path: str = "") -> str:
     route = scope.get("route")
     if route is None and "endpoint" in scope:
         route = _route_for_endpoint(scope)
-    path_format = getattr(route, "path_format", None)
+    path_format = _included_path_format(scope, route) or getattr(route, "path_format", None)
     if not path_format:
         return UNMATCHED_ROUTE
     if not hasattr(route, "endpoint"):
@@ -105,6 +106,25 @@ def route_template(scope: dict[str, Any], root_path: str = "") -> str:
         return str(path_format)
     # Routes inside mounted routers carry the mount's path in root_path.
     return scope.get("root_path", "")[len(root_path) :] + path_format
+
+
+def _included_path_format(scope: dict[str, Any], route: Any) -> str | None:
+    """The full template of a route reached through ``include_router(..., prefix=...)``.
+
+    FastAPI ≥ 0.150 keeps included routers as nested route objects: ``scope["route"]`` is then
+    the router's own ``APIRoute`` with its local path (``/{item_id}``), and the path with every
+    prefix is on the effective-route context FastAPI records for the match.
+    """
+    fastapi_scope = scope.get("fastapi")
+    if route is None or not isinstance(fastapi_scope, dict):
+        return None
+    context = fastapi_scope.get("effective_route_context")
+    if context is None:
+        return None
+    starlette_route = getattr(context, "starlette_route", None)
+    if getattr(context, "original_route", None) is not route and starlette_route is not route:
+        return None  # recorded for an outer match (a mount leading elsewhere)
+    return getattr(starlette_route, "path_format", None) or getattr(context, "path_format", None)
 
 
 _endpoint_routes: weakref.WeakKeyDictionary[Any, dict[Any, list[Any]]] = weakref.WeakKeyDictionary()
@@ -142,13 +162,55 @@ def _route_for_endpoint(scope: dict[str, Any]) -> Any:
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
-    """``example.com:8080`` → (``example.com``, 8080); ``[::1]:80`` → (``::1``, 80)."""
+    """``example.com:8080`` → (``example.com``, 8080); ``[::1]:80`` → (``::1``, 80).
+
+    The Host header is client input: a port that is not 1-5 ASCII digits in range (``'²'``,
+    ``'٣'``, ``99999``) is no port.
+    """
     if host.startswith("["):
         address, _, rest = host[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
         address, _, port = host.partition(":")
-    return address, int(port) if port.isdigit() else None
+    if port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536:
+        return address, int(port)
+    return address, None
+
+
+#: Status codes kept as they are in the ``status`` label: the registered ones. Any other code a
+#: handler returns is counted under its class (``"4xx"``), so handler-chosen codes cannot create
+#: series; ``status=~"5.."`` still matches ``"5xx"``.
+_KNOWN_STATUSES = frozenset(int(s) for s in HTTPStatus)
+
+
+def status_label(status: int) -> str:
+    """The ``status`` label of a response code: the code, its class (``5xx``) if unregistered, ``0`` if none."""
+    if status in _KNOWN_STATUSES:
+        return str(status)
+    if 100 <= status <= 599:
+        return f"{status // 100}xx"
+    return "0" if status == 0 else "other"
+
+
+def _span_base_name(method: str) -> str:
+    return "HTTP" if method == "_OTHER" else method
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str) -> None:
+    """Log a failure of the middleware's own work once per kind, with its traceback."""
+    if what in _warned:
+        logger.debug("otel-trader: %s failed", what, exc_info=True)
+        return
+    _warned.add(what)
+    logger.warning(
+        "otel-trader: %s failed; the request is served, its telemetry is incomplete. "
+        "Logged once; please report it.",
+        what,
+        exc_info=True,
+    )
 
 
 class MonitoringMiddleware:
@@ -209,7 +271,7 @@ class MonitoringMiddleware:
         labels = self._labels.get(key)
         if labels is None:
             labels = (
-                {"method": method, "path": route, "status": str(status)},
+                {"method": method, "path": route, "status": status_label(status)},
                 {"method": method, "path": route},
             )
             if len(self._labels) < 10_000:
@@ -230,15 +292,18 @@ class MonitoringMiddleware:
             if port is not None or scheme in _DEFAULT_PORTS:
                 attributes["server.port"] = port if port is not None else _DEFAULT_PORTS[scheme]
         elif scope.get("server"):
-            attributes["server.address"], attributes["server.port"] = scope["server"]
-        attributes["url.path"] = scope["path"]
+            address, port = scope["server"][0], scope["server"][1]
+            attributes["server.address"] = str(address)
+            if isinstance(port, int):
+                attributes["server.port"] = port
+        attributes["url.path"] = scope.get("path", "")
         query = scope.get("query_string")
         if query:
             attributes["url.query"] = redact_query(query.decode("latin-1"))
         if method == "_OTHER":
             attributes["http.request.method_original"] = scope.get("method", "")
         span = self._tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
+            _span_base_name(method),
             context=parent,
             kind=SpanKind.SERVER,
             attributes=attributes,
@@ -246,18 +311,24 @@ class MonitoringMiddleware:
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self._excluded(scope["path"]):
+        if scope["type"] != "http" or self._excluded(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "_OTHER"
+        # Contract: nothing a client sends and nothing telemetry does makes this raise. Any
+        # failure of our own is logged once and the request goes on untraced.
+        method = scope.get("method")
+        method = method if method in _KNOWN_METHODS else "_OTHER"
         root_path = scope.get("root_path", "")
+        span: Any = None
+        token: Any = None
         if self.server_span:
-            span, token = self._start_span(scope, method)
+            try:
+                span, token = self._start_span(scope, method)
+            except Exception:
+                _warn_once("starting the server span")
             # Mounted FastAPI sub-apps skip their native telemetry when this key exists, so a
             # request through a mount still gets one server span and is counted once.
             scope.setdefault("fastapi.telemetry", None)
-        else:
-            span = token = None
         status = 0
 
         async def send_with_status(message: dict[str, Any]) -> None:
@@ -274,29 +345,46 @@ class MonitoringMiddleware:
             error = exc
             raise
         finally:
-            duration = perf_counter() - start
-            if error is not None and isinstance(error, Exception):
-                status = 500
-            route = route_template(scope, root_path)
-            counter_labels, duration_labels = self._labels_for(method, route, status)
-            self._requests.add(1, counter_labels)
-            self._duration.record(duration, duration_labels)
-            current = span if span is not None else trace.get_current_span()
+            try:
+                self._finish(scope, root_path, method, status, error, perf_counter() - start, span)
+            except Exception:
+                _warn_once("recording the request")
             if span is not None:
-                if route != UNMATCHED_ROUTE:
-                    span.set_attribute("http.route", route)
-                    span.update_name(f"{span.name} {route}")
-                if status:
-                    span.set_attribute("http.response.status_code", status)
-                if error is None and (status >= 500 or not status):
-                    span.set_attribute("error.type", str(status) if status else "incomplete_response")
-                    span.set_status(Status(StatusCode.ERROR))
-            if error is not None and isinstance(error, Exception):
-                mark_error(current, error)
-                self._report(error, scope, method, route, current)
-            if span is not None:
-                span.end()
-                otel_context.detach(token)  # type: ignore[arg-type]
+                try:
+                    span.end()
+                finally:
+                    otel_context.detach(token)
+
+    def _finish(
+        self,
+        scope: dict[str, Any],
+        root_path: str,
+        method: str,
+        status: int,
+        error: BaseException | None,
+        duration: float,
+        span: Any,
+    ) -> None:
+        if error is not None and isinstance(error, Exception):
+            status = 500
+        route = route_template(scope, root_path)
+        counter_labels, duration_labels = self._labels_for(method, route, status)
+        self._requests.add(1, counter_labels)
+        self._duration.record(duration, duration_labels)
+        current = span if span is not None else trace.get_current_span()
+        # An unsampled span (sampler, or a caller's traceparent flags 00) records nothing.
+        if span is not None and span.is_recording():
+            if route != UNMATCHED_ROUTE:
+                span.set_attribute("http.route", route)
+                span.update_name(f"{_span_base_name(method)} {route}")
+            if status:
+                span.set_attribute("http.response.status_code", status)
+            if error is None and (status >= 500 or not status):
+                span.set_attribute("error.type", str(status) if status else "incomplete_response")
+                span.set_status(Status(StatusCode.ERROR))
+        if error is not None and isinstance(error, Exception):
+            mark_error(current, error)
+            self._report(error, scope, method, route, current)
 
     def _report(self, exc: Exception, scope: dict[str, Any], method: str, route: str, span: Any) -> None:
         if not self.error_hooks:
@@ -306,7 +394,7 @@ class MonitoringMiddleware:
         info = RequestInfo(
             method=method,
             route=route,
-            path=scope["path"],
+            path=scope.get("path", ""),
             status=500,
             client=f"{client[0]}:{client[1]}" if client else None,
             trace_id=format(ctx.trace_id, "032x") if ctx.is_valid else None,
@@ -316,4 +404,3 @@ class MonitoringMiddleware:
                 hook(exc, info)
             except Exception:  # a broken hook must not change the response
                 logger.warning("otel-trader: error hook %r failed", hook, exc_info=True)
-

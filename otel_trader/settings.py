@@ -15,12 +15,19 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "EnvSettings", "OtlpTarget", "TelemetryConfig", "env_vars", "settings_table_markdown"]
+__all__ = [
+    "ConfigError",
+    "EnvSettings",
+    "OtlpTarget",
+    "TelemetryConfig",
+    "env_vars",
+    "settings_table_markdown",
+]
 
 
 class ConfigError(ValueError):
@@ -48,14 +55,44 @@ def _parse_key_values(value: Any) -> Any:
     from urllib.parse import unquote
 
     pairs: dict[str, str] = {}
-    for item in value.split(","):
+    for position, item in enumerate(value.split(","), start=1):
         if not item.strip():
             continue
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"expected comma-separated key=value pairs, got item {item.strip()!r}")
+            # The position, not the item: header items carry credentials.
+            raise ValueError(f"expected comma-separated key=value pairs; item {position} is not one")
         pairs[unquote(key.strip())] = unquote(val.strip())
     return pairs
+
+
+#: Names the dotenv file the settings tables read; ``none`` (or empty) reads none.
+ENV_FILE_VARIABLE = "TELEMETRY_ENV_FILE"
+_warned_env_files: set[str] = set()
+
+
+def env_file() -> str | None:
+    """The dotenv file otel-trader's settings read: ``TELEMETRY_ENV_FILE``, else ``.env`` in the working directory.
+
+    The real environment wins over the file. ``TELEMETRY_ENV_FILE=none`` (or ``off``, ``false``,
+    empty) reads no file; a named file that does not exist is warned about once.
+    """
+    raw = os.environ.get(ENV_FILE_VARIABLE)
+    if raw is None:
+        return ".env"
+    path = raw.strip()
+    if path.lower() in ("", "none", "off", "false", "0"):
+        return None
+    if not os.path.isfile(path) and path not in _warned_env_files:
+        _warned_env_files.add(path)
+        import logging
+
+        logging.getLogger("otel_trader").warning(
+            "otel-trader: %s=%s names no readable file; settings come from the environment only",
+            ENV_FILE_VARIABLE,
+            path,
+        )
+    return path
 
 
 def _from_standard_variable(value: list[str]) -> bool:
@@ -64,11 +101,21 @@ def _from_standard_variable(value: list[str]) -> bool:
     Validators do not learn which alias supplied a value; ours wins when both are set, so the
     value is the standard variable's exactly when ours is unset and the lists match.
     """
-    env = {k.upper(): v for k, v in os.environ.items() if v.strip()}
+    env = {k.upper(): v for k, v in _dotenv_values().items() if v and v.strip()}
+    env.update({k.upper(): v for k, v in os.environ.items() if v.strip()})
     if "TELEMETRY_DISABLED_INSTRUMENTATIONS" in env:
         return False
     standard = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
     return standard is not None and _split_list(standard) == value
+
+
+def _dotenv_values() -> dict[str, str | None]:
+    path = env_file()
+    if path is None or not os.path.isfile(path):
+        return {}
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(path))
 
 
 _ENDPOINT_RE = re.compile(
@@ -86,6 +133,13 @@ _SAMPLERS = (
     "parentbased_always_off",
     "parentbased_traceidratio",
 )
+#: Valid OTEL_TRACES_SAMPLER values of the specification that OpenTelemetry Python lacks.
+_UNSUPPORTED_SAMPLERS = ("jaeger_remote", "parentbased_jaeger_remote", "xray")
+#: gRPC metadata keys (lower case) and printable-ASCII values; also valid HTTP header names.
+_HEADER_NAME_RE = re.compile(r"^[0-9a-z_.-]+$")
+_HEADER_VALUE_RE = re.compile(r"^[\x20-\x7e]*$")
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
 class EnvSettings(BaseSettings):
@@ -103,15 +157,51 @@ class EnvSettings(BaseSettings):
         frozen=True,
     )
 
+    #: The boolean field that switches this table's feature on. While it is off, only the
+    #: switch itself is validated: an invalid value elsewhere is replaced by its default and
+    #: named in one warning, so a half-configured feature that is off never stops the app.
+    _switch_field: ClassVar[str | None] = None
+
     def __init__(self, **values: Any) -> None:
+        dotenv = env_file()
         try:
-            super().__init__(**values)
+            super().__init__(_env_file=dotenv, **values)
         except ValidationError as exc:
-            raise _config_error(exc, values, type(self)) from None
+            error = _config_error(exc, values, type(self))
+            bad = _failed_fields(exc, type(self))
+            # Explicit arguments are code, not environment: a wrong one is always an error.
+            if self._switch_field is None or not bad or bad & (set(values) | {self._switch_field, ""}):
+                raise error from None
+            fallback = {name: _default_of(type(self), name) for name in bad}
+            try:
+                super().__init__(_env_file=dotenv, **{**values, **fallback})
+            except ValidationError:
+                raise error from None
+            if self.switched_on():
+                raise error from None
+            _warn_ignored(type(self), self._switch_field, str(error))
+
+    def switched_on(self) -> bool:
+        """Whether the feature this table configures is on (its switch field, when it has one)."""
+        return self._switch_field is None or bool(getattr(self, self._switch_field))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_blank(cls, data: Any) -> Any:
+        # A variable holding only spaces (`OTEL_SDK_DISABLED=" "`) is unset, like an empty one.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
 
 
 class TelemetryConfig(EnvSettings):
-    """otel-trader settings, read from the environment (see the README's settings table)."""
+    """otel-trader settings, read from the environment (see the README's settings table).
+
+    While telemetry is off (TELEMETRY_ENABLED unset or false, or OTEL_SDK_DISABLED=true) only
+    those two switches are validated; other invalid values are named in one warning.
+    """
+
+    _switch_field: ClassVar[str | None] = "enabled"
 
     enabled: bool = Field(
         False,
@@ -121,7 +211,7 @@ class TelemetryConfig(EnvSettings):
     sdk_disabled: bool = Field(
         False,
         validation_alias=_env("OTEL_SDK_DISABLED"),
-        description="Standard kill switch: `true` turns telemetry off even if TELEMETRY_ENABLED=true.",
+        description="Standard kill switch: `true` turns telemetry off even if TELEMETRY_ENABLED=true. Any other value means false (an unrecognised one with a warning), as the OpenTelemetry specification says.",
     )
     service_name: str = Field(
         "unknown_service:python",
@@ -148,20 +238,21 @@ class TelemetryConfig(EnvSettings):
         validation_alias=_env("TELEMETRY_EXPORTER"),
         description="Where spans, metrics and logs go: `otlp`, `console` (stdout, for local runs) or `none` (only the in-process `/metrics`).",
     )
+    otlp_protocol: Literal["grpc", "http/protobuf", "http/json"] | None = Field(
+        None,
+        validation_alias=_env("OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        description="`grpc` or `http/protobuf`; unset: inferred from the endpoint (port 4318 or a URL path means HTTP). `http/json` is sent as `http/protobuf` (OpenTelemetry Python has no JSON exporter; collectors accept both on the same port), with a warning.",
+    )
     otlp_endpoint: str = Field(
         "localhost:4317",
         validation_alias=_env("OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
-        description="Collector address: `host:port` or a URL. gRPC unless OTLP_PROTOCOL says otherwise or the port is 4318.",
-    )
-    otlp_protocol: Literal["grpc", "http/protobuf"] | None = Field(
-        None,
-        validation_alias=_env("OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
-        description="`grpc` or `http/protobuf`; unset: inferred from the endpoint (port 4318 means HTTP).",
+        description="Collector address: `host:port` or a URL. gRPC unless OTLP_PROTOCOL says otherwise, the port is 4318 or the URL has a path; a path on port 4317 is an error.",
     )
     otlp_headers: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias=_env("OTLP_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
-        description="Headers sent with every export, `k1=v1,k2=v2` (e.g. `signoz-ingestion-key=…`).",
+        description="Headers sent with every export, `k1=v1,k2=v2` (e.g. `signoz-ingestion-key=…`). Names are lower-cased (gRPC metadata requires it); values must be printable ASCII. Values never appear in errors or logs.",
+        json_schema_extra={"secret": True},
     )
     otlp_insecure: bool | None = Field(
         None,
@@ -171,7 +262,7 @@ class TelemetryConfig(EnvSettings):
     otlp_certificate: str | None = Field(
         None,
         validation_alias=_env("OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
-        description="CA bundle (PEM path) to verify the collector's TLS certificate.",
+        description="CA bundle (PEM path) to verify the collector's TLS certificate; must be a readable file.",
     )
     otlp_timeout_seconds: float = Field(
         10.0,
@@ -183,7 +274,11 @@ class TelemetryConfig(EnvSettings):
     traces_sampler: str = Field(
         "parentbased_traceidratio",
         validation_alias=_env("OTEL_TRACES_SAMPLER"),
-        description="Sampler: " + ", ".join(f"`{s}`" for s in _SAMPLERS) + ".",
+        description="Sampler: "
+        + ", ".join(f"`{s}`" for s in _SAMPLERS)
+        + ". The specification's "
+        + ", ".join(f"`{s}`" for s in _UNSUPPORTED_SAMPLERS)
+        + " are not available in OpenTelemetry Python: the default is used, with a warning.",
     )
     sample_ratio: float = Field(
         1.0,
@@ -194,10 +289,17 @@ class TelemetryConfig(EnvSettings):
     )
     metric_export_interval_seconds: float = Field(
         15.0,
-        gt=0,
+        ge=0.1,
         le=3600,
         validation_alias=_env("METRIC_EXPORT_INTERVAL_SECONDS"),
         description="How often metrics are pushed over OTLP, in seconds. OTEL_METRIC_EXPORT_INTERVAL (milliseconds) is honoured when this is unset.",
+    )
+    metric_cardinality_limit: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        validation_alias=_env("TELEMETRY_METRIC_CARDINALITY_LIMIT"),
+        description="Attribute sets kept per metric of the helpers (`record_counter`, `record_histogram`, `set_gauge`, `record_up_down`, `observe_gauge`), the overflow series included; beyond it new sets are recorded under `otel.metric.overflow=true`, warned once per metric and counted in `otel_trader_metric_overflow_total{metric}`. 2000 is the OpenTelemetry default.",
     )
     prometheus_enabled: bool = Field(
         True,
@@ -247,6 +349,104 @@ class TelemetryConfig(EnvSettings):
         validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS"),
         description="Hard deadline for `shutdown()` and interpreter exit to flush telemetry.",
     )
+    attribute_value_length_limit: int = Field(
+        4096,
+        ge=16,
+        le=1_048_576,
+        validation_alias=_env("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
+        description="Longest string kept in a span, event or log attribute (characters); longer values are cut. Bounds memory and export size when a client sends a huge URL. The SDK's default is unlimited.",
+    )
+    bsp_schedule_delay_ms: int = Field(
+        5000,
+        ge=1,
+        le=3600000,
+        validation_alias=_env("OTEL_BSP_SCHEDULE_DELAY"),
+        description="Milliseconds between span batch exports.",
+    )
+    bsp_max_queue_size: int = Field(
+        2048,
+        ge=1,
+        le=1000000,
+        validation_alias=_env("OTEL_BSP_MAX_QUEUE_SIZE"),
+        description="Spans buffered for export; beyond it new ones are dropped and counted.",
+    )
+    bsp_max_export_batch_size: int = Field(
+        512,
+        ge=1,
+        le=1000000,
+        validation_alias=_env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+        description="Spans per export batch (at most the queue size; large batches are also split by size).",
+    )
+    bsp_export_timeout_ms: int = Field(
+        30000,
+        ge=1,
+        le=600000,
+        validation_alias=_env("OTEL_BSP_EXPORT_TIMEOUT"),
+        description="Milliseconds one span export may take.",
+    )
+    blrp_schedule_delay_ms: int = Field(
+        1000,
+        ge=1,
+        le=3600000,
+        validation_alias=_env("OTEL_BLRP_SCHEDULE_DELAY"),
+        description="Milliseconds between log record batch exports.",
+    )
+    blrp_max_queue_size: int = Field(
+        2048,
+        ge=1,
+        le=1000000,
+        validation_alias=_env("OTEL_BLRP_MAX_QUEUE_SIZE"),
+        description="Log records buffered for export; beyond it new ones are dropped and counted.",
+    )
+    blrp_max_export_batch_size: int = Field(
+        512,
+        ge=1,
+        le=1000000,
+        validation_alias=_env("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"),
+        description="Log records per export batch (at most the queue size; large batches are also split by size).",
+    )
+    blrp_export_timeout_ms: int = Field(
+        30000,
+        ge=1,
+        le=600000,
+        validation_alias=_env("OTEL_BLRP_EXPORT_TIMEOUT"),
+        description="Milliseconds one log record export may take.",
+    )
+    attribute_count_limit: int = Field(
+        128,
+        ge=0,
+        le=100000,
+        validation_alias=_env("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"),
+        description="Attributes kept per span and log record.",
+    )
+    span_event_count_limit: int = Field(
+        128,
+        ge=0,
+        le=100000,
+        validation_alias=_env("OTEL_SPAN_EVENT_COUNT_LIMIT"),
+        description="Events kept per span.",
+    )
+    span_link_count_limit: int = Field(
+        128,
+        ge=0,
+        le=100000,
+        validation_alias=_env("OTEL_SPAN_LINK_COUNT_LIMIT"),
+        description="Links kept per span.",
+    )
+    event_attribute_count_limit: int = Field(
+        128,
+        ge=0,
+        le=100000,
+        validation_alias=_env("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"),
+        description="Attributes kept per span event.",
+    )
+    link_attribute_count_limit: int = Field(
+        128,
+        ge=0,
+        le=100000,
+        validation_alias=_env("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"),
+        description="Attributes kept per span link.",
+    )
     signoz_url: str | None = Field(
         None,
         validation_alias=_env("SIGNOZ_URL"),
@@ -254,28 +454,35 @@ class TelemetryConfig(EnvSettings):
     )
     otel_metric_export_interval_ms: float | None = Field(
         None,
-        gt=0,
+        ge=100,
+        le=3_600_000,
         validation_alias=_env("OTEL_METRIC_EXPORT_INTERVAL"),
         description="Standard variable, milliseconds; used when METRIC_EXPORT_INTERVAL_SECONDS is unset.",
         exclude=True,
     )
 
-    _split = field_validator(
-        "excluded_paths", "disabled_instrumentations", "redact_keys", mode="before"
-    )(classmethod(lambda cls, v: _split_list(v)))
+    _split = field_validator("excluded_paths", "disabled_instrumentations", "redact_keys", mode="before")(
+        classmethod(lambda cls, v: _split_list(v))
+    )
     _kv = field_validator("resource_attributes", "otlp_headers", mode="before")(
         classmethod(lambda cls, v: _parse_key_values(v))
     )
 
     @field_validator("otlp_endpoint")
     @classmethod
-    def _check_endpoint(cls, value: str) -> str:
+    def _check_endpoint(cls, value: str, info: ValidationInfo) -> str:
         match = _ENDPOINT_RE.match(value.strip())
         port = match and match.group("port")
         if not match or (port is not None and not 0 < int(port) < 65536):
             raise ValueError(
-                "expected host:port or a URL like http://host:4317 / https://host:443 "
-                "(port 1-65535)"
+                "expected host:port or a URL like http://host:4317 / https://host:443 (port 1-65535)"
+            )
+        path = match.group("path")
+        if port == "4317" and path not in (None, "/") and info.data.get("otlp_protocol") is None:
+            # A URL path means OTLP/HTTP, port 4317 means OTLP/gRPC: either guess loses every export.
+            raise ValueError(
+                "a URL path means OTLP/HTTP but port 4317 is OTLP/gRPC: use port 4318 for HTTP, "
+                "drop the path for gRPC, or set OTLP_PROTOCOL"
             )
         return value.strip()
 
@@ -283,9 +490,57 @@ class TelemetryConfig(EnvSettings):
     @classmethod
     def _check_sampler(cls, value: str) -> str:
         value = value.strip().lower()
-        if value not in _SAMPLERS:
+        if value not in _SAMPLERS + _UNSUPPORTED_SAMPLERS:
             raise ValueError("expected one of " + ", ".join(_SAMPLERS))
         return value
+
+    @field_validator("sdk_disabled", mode="before")
+    @classmethod
+    def _spec_bool(cls, value: Any) -> Any:
+        # The specification: only a true value disables; anything else is false, with a warning.
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word not in _FALSE_WORDS and ("OTEL_SDK_DISABLED", value) not in _warned_ignored:
+            _warned_ignored.add(("OTEL_SDK_DISABLED", value))
+            import logging
+
+            logging.getLogger("otel_trader").warning(
+                "otel-trader: OTEL_SDK_DISABLED=%r is not true or false; read as false", value
+            )
+        return False
+
+    @field_validator("otlp_headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        for name, header_value in value.items():
+            key = name.strip().lower()
+            if not _HEADER_NAME_RE.match(key):
+                raise ValueError(f"header name {name!r} may only hold letters, digits and '-', '_', '.'")
+            if not _HEADER_VALUE_RE.match(header_value):
+                raise ValueError(
+                    f"the value of header {key!r} holds a line break, a control or a non-ASCII "
+                    "character (percent-encode it, e.g. %20 for a space)"
+                )
+            checked[key] = header_value
+        return checked
+
+    @field_validator("otlp_certificate")
+    @classmethod
+    def _check_certificate(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = value.strip()
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ValueError("expected a readable PEM file; no such file or not readable")
+        return path
+
+    def switched_on(self) -> bool:
+        """Whether telemetry is on (TELEMETRY_ENABLED and not OTEL_SDK_DISABLED)."""
+        return self.active
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -312,7 +567,10 @@ class TelemetryConfig(EnvSettings):
     @property
     def metric_export_interval(self) -> float:
         """Seconds between OTLP metric exports, honouring OTEL_METRIC_EXPORT_INTERVAL (ms)."""
-        if "metric_export_interval_seconds" not in self.model_fields_set and self.otel_metric_export_interval_ms:
+        if (
+            "metric_export_interval_seconds" not in self.model_fields_set
+            and self.otel_metric_export_interval_ms
+        ):
             return self.otel_metric_export_interval_ms / 1000.0
         return self.metric_export_interval_seconds
 
@@ -344,6 +602,8 @@ class OtlpTarget:
         port = int(match.group("port")) if match.group("port") else None
         path = (match.group("path") or "").rstrip("/")
         tls_scheme = scheme in ("https", "grpcs")
+        if protocol == "http/json":  # no JSON exporter in OpenTelemetry Python; the port serves both
+            protocol = "http/protobuf"
         if protocol is None:
             protocol = "http/protobuf" if port == 4318 or (scheme in ("http", "https") and path) else "grpc"
         if port is None:
@@ -397,15 +657,55 @@ def _config_error(
             source = next((n for n in names if n.upper() in present), names[0])
         accepted = _ACCEPTED.get(err["type"]) or err["msg"].removeprefix("Value error, ")
         value = err.get("input")
-        # A secret (a bot token) must not end up in a traceback or a log line.
-        shown = "'<hidden>'" if _is_secret(model, field) and value is not None else repr(value)
+        # A secret (a bot token, a header value, a password in a URL) must not end up in a
+        # traceback or a log line.
+        if _is_secret(model, field) and value is not None:
+            shown = "'<hidden>'"
+        else:
+            from .redaction import redact_url
+
+            shown = repr(redact_url(value) if isinstance(value, str) else value)
         lines.append(f"{source}={shown} is not valid: {accepted}")
     return ConfigError("; ".join(lines))
 
 
+def _failed_fields(exc: ValidationError, model: type[BaseSettings]) -> set[str]:
+    """The fields a validation error is about (``""`` for a check across fields)."""
+    return {_field_of(str(err["loc"][0]) if err["loc"] else "", model) for err in exc.errors()}
+
+
+def _default_of(model: type[BaseSettings], name: str) -> Any:
+    info = model.model_fields[name]
+    return info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
+
+
+_warned_ignored: set[tuple[str, str]] = set()
+
+
+def _warn_ignored(model: type[BaseSettings], switch: str, problems: str) -> None:
+    """Warn once per process about invalid settings of a feature that is switched off."""
+    key = (model.__name__, problems)
+    if key in _warned_ignored:
+        return
+    _warned_ignored.add(key)
+    import logging
+
+    switch_var = _env_names(switch, model)[0]
+    logging.getLogger("otel_trader").warning(
+        "otel-trader: %s is off, so these invalid settings are ignored (defaults used); "
+        "they would stop the application with %s=true: %s",
+        switch_var.removesuffix("_ENABLED").lower().replace("_", " ") or model.__name__,
+        switch_var,
+        problems,
+    )
+
+
 def _is_secret(model: type[BaseSettings], field: str) -> bool:
     info = model.model_fields.get(field)
-    return info is not None and "SecretStr" in str(info.annotation)
+    if info is None:
+        return False
+    extra = info.json_schema_extra
+    return "SecretStr" in str(info.annotation) or (isinstance(extra, dict) and bool(extra.get("secret")))
 
 
 def _type_text(annotation: Any) -> str:
@@ -436,7 +736,11 @@ def settings_table_markdown(model: type[BaseSettings] | None = None) -> str:
             default = ",".join(default) if isinstance(default, list) else (default or "")
         else:
             default = field.default
-        default_text = "" if default in (None, "", {}) else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        default_text = (
+            ""
+            if default in (None, "", {})
+            else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        )
         rows.append(f"| {env} | {annotation} | {default_text} | {field.description} |")
     return "\n".join(rows)
 

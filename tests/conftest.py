@@ -71,6 +71,8 @@ def reset_otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             "SERVICE_VERSION",
         ):
             monkeypatch.delenv(name, raising=False)
+    # A developer's own .env in the working directory must not leak into tests.
+    monkeypatch.setenv("TELEMETRY_ENV_FILE", "none")
     _reset_globals()
     yield
     _reset_globals()
