@@ -18,7 +18,11 @@ from .tracing import add_span_attribute, trace_operation
 from .trading import LabelValueError
 
 # health.py needs FastAPI (an optional extra): imported on first use of these names.
-_LAZY = {"health_router": ".health", "make_health_router": ".health"}
+_LAZY = {
+    "health_router": ".health",
+    "make_health_router": ".health",
+    "register_health_dependencies": ".health",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -51,6 +55,7 @@ __all__ = [
     "record_counter",
     "record_histogram",
     "record_up_down",
+    "register_health_dependencies",
     "set_gauge",
     "trace_operation",
     "trading",

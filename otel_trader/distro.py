@@ -13,9 +13,19 @@ start-up, before the application module is imported, it runs (see
    point — ours skips the libraries otel-trader instruments itself, so nothing is instrumented
    twice, and loads every other one.
 
-Which distro runs when several are installed (``opentelemetry-distro`` registers one too)
-depends on the order of installed entry points: set ``OTEL_PYTHON_DISTRO=otel_trader`` to be
-sure. Nothing here may stop the application: failures become a logged warning.
+The rule: **typing ``opentelemetry-instrument`` means telemetry on**, unless
+``TELEMETRY_ENABLED=false`` or ``OTEL_SDK_DISABLED=true`` says otherwise (environment or
+``.env``). Plain ``uvicorn app:app`` with :func:`otel_trader.instrument_app` stays off until
+``TELEMETRY_ENABLED=true``.
+
+When ``opentelemetry-distro`` is installed too, the loader takes the first distro and the first
+configurator in entry-point order, which differs between installations. Only our distro *and*
+our configurator together give otel-trader's behaviour (ours sets ``OTEL_PYTHON_CONFIGURATOR``, so
+with our distro first the configurator is always ours). In every other order the process says so
+in one warning naming the fix, ``OTEL_PYTHON_DISTRO=otel_trader``: from our configurator when
+another distro ran first, or from our instrumentor entry point (loaded later by the same loader)
+when another configurator ran instead of ours. Nothing here may stop the application: failures
+become a logged warning.
 """
 
 from __future__ import annotations
@@ -29,7 +39,13 @@ from opentelemetry.instrumentation.dependencies import DependencyConflictError
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # module is "type: ignore"d
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-__all__ = ["OWNED_INSTRUMENTATIONS", "OtelTraderConfigurator", "OtelTraderDistro", "auto_instrument_fastapi"]
+__all__ = [
+    "OWNED_INSTRUMENTATIONS",
+    "OtelTraderConfigurator",
+    "OtelTraderDistro",
+    "OtelTraderInstrumentor",
+    "auto_instrument_fastapi",
+]
 
 logger = logging.getLogger("otel_trader")
 
@@ -41,6 +57,8 @@ OWNED_INSTRUMENTATIONS = frozenset(
 
 #: None until our configurator ran; then whether telemetry is active in this process.
 _configured_active: bool | None = None
+#: Whether the loader picked our distro (rather than another installed one).
+_our_distro_ran = False
 _fastapi_patched = False
 
 
@@ -48,9 +66,10 @@ class OtelTraderDistro(BaseDistro):  # type: ignore[misc]
     """The ``opentelemetry_distro`` entry point: defaults, and which instrumentors to load."""
 
     def _configure(self, **kwargs: Any) -> None:
-        # Running under opentelemetry-instrument means the user wants telemetry; an explicit
-        # TELEMETRY_ENABLED=false or OTEL_SDK_DISABLED=true still wins.
-        os.environ.setdefault("TELEMETRY_ENABLED", "true")
+        global _our_distro_ran
+        _our_distro_ran = True
+        # "On unless said otherwise" is applied by our configurator, not by setting
+        # TELEMETRY_ENABLED here: a variable set here would outrank a `.env` that says false.
         # The loader takes the first configurator it finds unless told; with
         # opentelemetry-distro installed that could be the SDK's, configuring a second pipeline.
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_trader")
@@ -76,10 +95,14 @@ class OtelTraderConfigurator(_BaseConfigurator):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         global _configured_active
+        if not _our_distro_ran:
+            _warn_other_distribution("distro")
         try:
             from .manager import configure
+            from .settings import TelemetryConfig
 
-            manager = configure()
+            # The rule holds whichever distro ran before us (only ours sets the variable).
+            manager = configure(None if _enabled_is_set() else TelemetryConfig(enabled=True))
         except Exception as exc:  # a ConfigError names the variable; the app runs without telemetry
             _configured_active = False
             logger.warning("otel-trader: telemetry is off, configuration failed: %s", exc)
@@ -87,6 +110,42 @@ class OtelTraderConfigurator(_BaseConfigurator):  # type: ignore[misc]
         _configured_active = bool(manager)
         if manager:
             auto_instrument_fastapi()
+
+
+def _enabled_is_set() -> bool:
+    """Whether TELEMETRY_ENABLED is given, in the environment or the settings' dotenv file."""
+    if os.environ.get("TELEMETRY_ENABLED", "").strip():
+        return True
+    from .settings import _dotenv_values
+
+    return bool((_dotenv_values().get("TELEMETRY_ENABLED") or "").strip())
+
+
+def _warn_other_distribution(which: str) -> None:
+    logger.warning(
+        "otel-trader: opentelemetry-instrument loaded another distribution's %s before "
+        "otel-trader's (opentelemetry-distro is installed too): libraries may be instrumented "
+        "twice or by a pipeline otel-trader did not build. Set OTEL_PYTHON_DISTRO=otel_trader, "
+        "or uninstall opentelemetry-distro",
+        which,
+    )
+
+
+class OtelTraderInstrumentor:
+    """The ``opentelemetry_instrumentor`` entry point: a check, not an instrumentation.
+
+    The loader loads instrumentors after the distro and configurator it picked. If that
+    configurator was not ours (another distro's came first in entry-point order), telemetry runs
+    on a pipeline otel-trader did not build; say so once, with the fix.
+    """
+
+    def instrument(self, **kwargs: Any) -> None:
+        """Warn when otel-trader's configurator did not run in this process."""
+        if _configured_active is None:
+            _warn_other_distribution("configurator")
+
+    def uninstrument(self, **kwargs: Any) -> None:
+        """Nothing to undo."""
 
 
 def auto_instrument_fastapi() -> bool:

@@ -10,8 +10,15 @@
 * ``GET /health/db`` — ``SELECT 1`` on the SQLAlchemy engine (sync or async); 503 when down.
 
 Include it without a prefix: ``app.include_router(make_health_router(...))``, or pass
-``prefix=""`` and add the prefix yourself. The module-level ``health_router`` has no prefix, so
-seed 000's ``app.include_router(health_router, prefix="/health")`` serves ``GET /health``.
+``prefix=""`` and add the prefix yourself.
+
+The module-level ``health_router`` (no prefix, for the guides'
+``app.include_router(health_router, prefix="/health")``) has all four routes and finds the
+application's dependencies at request time: those given to :func:`register_health_dependencies`,
+else the only :class:`RedisPoolMonitor` of the process (or the one named ``default``), else
+``REDIS_URL`` and ``DATABASE_URL`` from the environment. A route whose dependency is unknown
+answers 503 saying what to set; ``/health`` with nothing known answers 200 (liveness) and warns
+once in the log that it checks nothing.
 
 ``/health`` is excluded from traces and RED metrics by ``MonitoringMiddleware``'s default
 ``TELEMETRY_EXCLUDED_PATHS``; the checks themselves run with instrumentation suppressed so
@@ -22,6 +29,9 @@ connection URLs or credentials.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
@@ -33,7 +43,9 @@ from .redaction import redact_text
 from .redis_pool import RedisPoolMonitor
 from .tracing import error_type
 
-__all__ = ["check_database", "health_router", "make_health_router"]
+__all__ = ["check_database", "health_router", "make_health_router", "register_health_dependencies"]
+
+logger = logging.getLogger("otel_trader")
 
 
 def _suppressed() -> Any:
@@ -148,6 +160,139 @@ def make_health_router(
     return router
 
 
-#: Liveness only, for seed 000's ``app.include_router(health_router, prefix="/health")``;
-#: use :func:`make_health_router` to check Redis and the database.
-health_router = make_health_router(prefix="")
+class _Dependencies:
+    """The Redis monitor and database engine the module-level router checks, found on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._redis: RedisPoolMonitor | None = None
+        self._engine: Any = None
+        self._from_env: dict[str, Any] = {}
+        self._warned = False
+
+    def register(self, redis: Any = None, engine: Any = None) -> None:
+        with self._lock:
+            if redis is not None:
+                self._redis = (
+                    redis if isinstance(redis, RedisPoolMonitor) else RedisPoolMonitor(redis, name="default")
+                )
+            if engine is not None:
+                self._engine = engine
+
+    def redis(self) -> RedisPoolMonitor | None:
+        if self._redis is not None:
+            return self._redis
+        from .redis_pool import _live_monitors
+
+        monitors = _live_monitors()
+        named = [m for m in monitors if m.name == "default"]
+        if len(monitors) == 1 or len(named) == 1:
+            return monitors[0] if len(monitors) == 1 else named[0]
+        url = os.environ.get("REDIS_URL", "").strip()
+        if not url:
+            return None
+        with self._lock:
+            if "redis" not in self._from_env:
+                import redis.asyncio
+
+                client = redis.asyncio.from_url(url)
+                self._from_env["redis"] = RedisPoolMonitor(client, name="default")
+            return self._from_env["redis"]  # type: ignore[no-any-return]
+
+    def engine(self) -> Any:
+        if self._engine is not None:
+            return self._engine
+        url = os.environ.get("DATABASE_URL", "").strip()
+        if not url:
+            return None
+        with self._lock:
+            if "engine" not in self._from_env:
+                from sqlalchemy.engine import make_url
+
+                parsed = make_url(url)
+                if parsed.get_dialect().is_async:
+                    from sqlalchemy.ext.asyncio import create_async_engine
+
+                    self._from_env["engine"] = create_async_engine(parsed, pool_pre_ping=True)
+                else:
+                    from sqlalchemy import create_engine
+
+                    self._from_env["engine"] = create_engine(parsed, pool_pre_ping=True)
+            return self._from_env["engine"]
+
+    def warn_unchecked_once(self) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "otel-trader: health_router checks nothing: no Redis and no database known. Set "
+                "REDIS_URL / DATABASE_URL, call otel_trader.health.register_health_dependencies("
+                "redis=..., engine=...), or use make_health_router(redis=..., engine=...)"
+            )
+
+
+_dependencies = _Dependencies()
+
+
+def register_health_dependencies(*, redis: Any = None, engine: Any = None) -> None:
+    """Tell the module-level ``health_router`` which Redis (pool, client or monitor) and engine to check."""
+    _dependencies.register(redis=redis, engine=engine)
+
+
+def _unconfigured(name: str, variable: str) -> dict[str, Any]:
+    return {
+        "status": "unconfigured",
+        "error": f"no {name} known: set {variable} or call "
+        f"otel_trader.health.register_health_dependencies({'redis' if name == 'Redis' else 'engine'}=...)",
+    }
+
+
+def _environment_router() -> APIRouter:
+    """The four routes of :func:`make_health_router`, checking what :class:`_Dependencies` finds."""
+    router = APIRouter(tags=["health"])
+    timeout = 2.0
+
+    async def redis_check() -> dict[str, Any] | None:
+        monitor = _dependencies.redis()
+        if monitor is None:
+            return None
+        with _suppressed():
+            return await monitor.health_check(timeout)
+
+    async def db_check() -> dict[str, Any] | None:
+        engine = _dependencies.engine()
+        if engine is None:
+            return None
+        with _suppressed():
+            return await check_database(engine, timeout)
+
+    @router.get("", summary="Health of the service and its dependencies")
+    async def health() -> JSONResponse:
+        redis_result, db_result = await asyncio.gather(redis_check(), db_check())
+        checks = {n: r for n, r in (("redis", redis_result), ("db", db_result)) if r is not None}
+        if not checks:
+            _dependencies.warn_unchecked_once()
+        return _response(checks)
+
+    @router.get("/redis", summary="Redis PING through the pool")
+    async def health_redis() -> JSONResponse:
+        result = await redis_check()
+        return _response({"redis": result if result is not None else _unconfigured("Redis", "REDIS_URL")})
+
+    @router.get("/redis/pool/stats", summary="Redis connection pool statistics")
+    async def health_redis_pool_stats() -> JSONResponse:
+        monitor = _dependencies.redis()
+        if monitor is None:
+            return _response({"redis": _unconfigured("Redis", "REDIS_URL")})
+        return JSONResponse(monitor.get_pool_stats())
+
+    @router.get("/db", summary="Database SELECT 1")
+    async def health_db() -> JSONResponse:
+        result = await db_check()
+        return _response({"db": result if result is not None else _unconfigured("database", "DATABASE_URL")})
+
+    return router
+
+
+#: For the guides' ``app.include_router(health_router, prefix="/health")``: checks the Redis and
+#: database it finds (see the module docstring); :func:`make_health_router` takes them explicitly.
+health_router = _environment_router()

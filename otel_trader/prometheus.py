@@ -11,11 +11,75 @@ endpoint shows them too and ``/metrics`` never lists a name twice.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 __all__ = ["MetricsEndpoint", "build_prometheus_reader"]
 
+logger = logging.getLogger("otel_trader")
+
 _defaults_removed = False
+
+
+class _DeduplicatingCollector:
+    """The OTel reader's collector, minus families a prometheus_client metric of the app also names.
+
+    prometheus_client refuses a second metric of the same name, but not one that the OTel
+    collector (which declares no names up front) emits at scrape time; the exposition would then
+    list the family twice, which Prometheus and promtool reject or mix up. The application's own
+    metric is kept (it is what its code updates), ours is dropped, and that is warned once per name.
+    """
+
+    def __init__(self, inner: Any, registry: Any) -> None:
+        self._inner = inner
+        self._registry = registry
+        self._warned: set[str] = set()
+
+    def describe(self) -> list[Any]:
+        """No names up front (like the reader's own collector): registering must not collect."""
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        # The reader hands collected data to its ``_collector`` (this object).
+        return getattr(self._inner, name)
+
+    @property
+    def _target_info(self) -> Any:
+        return self._inner._target_info
+
+    @_target_info.setter
+    def _target_info(self, value: Any) -> None:
+        # The fork handler resets the cached target_info on the reader's collector (this object).
+        self._inner._target_info = value
+
+    def _taken(self) -> set[str]:
+        # prometheus_client's map of names declared by describe()-capable collectors (ours declares none).
+        names = getattr(self._registry, "_names_to_collectors", {})
+        return {name for name, collector in dict(names).items() if collector is not self}
+
+    def collect(self) -> Any:
+        taken = self._taken()
+        for family in self._inner.collect():
+            if family.name in taken or f"{family.name}_total" in taken:
+                if family.name not in self._warned:
+                    self._warned.add(family.name)
+                    logger.warning(
+                        "otel-trader: the application defines its own prometheus_client metric %r, "
+                        "which otel-trader also emits; /metrics serves the application's and leaves "
+                        "out otel-trader's. Remove or rename the application's metric to get "
+                        "otel-trader's (and the collector's, which has only otel-trader's)",
+                        family.name,
+                    )
+                continue
+            yield family
+
+
+def clashing_names(registry: Any, names: Any) -> list[str]:
+    """Those of ``names`` (Prometheus family names otel-trader emits) that the app's own metrics already take."""
+    taken = set(getattr(registry, "_names_to_collectors", {}))
+    return sorted(
+        n for n in names if n in taken or f"{n}_total" in taken or n.removesuffix("_total") in taken
+    )
 
 
 def _remove_default_collectors(registry: Any) -> None:
@@ -40,7 +104,13 @@ def build_prometheus_reader() -> tuple[Any, Any]:
     from prometheus_client import REGISTRY
 
     _remove_default_collectors(REGISTRY)
-    return PrometheusMetricReader(registry=REGISTRY), REGISTRY
+    reader = PrometheusMetricReader(registry=REGISTRY)
+    inner = reader._collector
+    REGISTRY.unregister(inner)
+    # The reader unregisters its ``_collector`` at shutdown: make that the wrapper.
+    reader._collector = _DeduplicatingCollector(inner, REGISTRY)  # type: ignore[assignment]
+    REGISTRY.register(reader._collector)
+    return reader, REGISTRY
 
 
 class MetricsEndpoint:

@@ -15,16 +15,19 @@ Native metrics and native exception logs are always off: RED metrics and error r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..middleware import MonitoringMiddleware
-from ..prometheus import MetricsEndpoint
+from ..prometheus import MetricsEndpoint, clashing_names
 
 if TYPE_CHECKING:
     from ..manager import TelemetryManager
 
 __all__ = ["instrument_fastapi", "native_telemetry_config"]
+
+logger = logging.getLogger("otel_trader")
 
 
 def native_telemetry_config(app: Any) -> MutableMapping[str, Any] | None:
@@ -57,6 +60,39 @@ def instrument_fastapi(app: Any, manager: TelemetryManager) -> None:
         error_hooks=manager.error_hooks,
     )
     if config.prometheus_enabled:
-        app.add_route(
-            config.metrics_path, MetricsEndpoint(manager.prometheus_registry), include_in_schema=False
+        _warn_clashing_metrics(manager.prometheus_registry)
+        if _has_own_route(app, config.metrics_path):
+            # The app's route comes first and would shadow ours without a word.
+            logger.warning(
+                "otel-trader: the application already serves %s; otel-trader does not add its own. "
+                "A prometheus_client make_asgi_app() there shows otel-trader's metrics too (same "
+                "default registry); set METRICS_PATH to serve otel-trader's elsewhere",
+                config.metrics_path,
+            )
+        else:
+            app.add_route(
+                config.metrics_path, MetricsEndpoint(manager.prometheus_registry), include_in_schema=False
+            )
+
+
+#: Families the middleware emits; an application metric of the same name is found at start-up.
+_HTTP_FAMILIES = ("http_requests_total", "http_request_duration_seconds")
+
+
+def _warn_clashing_metrics(registry: Any) -> None:
+    for name in clashing_names(registry, _HTTP_FAMILIES):
+        logger.warning(
+            "otel-trader: the application defines its own prometheus_client metric %r, which "
+            "otel-trader's middleware also records; /metrics will serve the application's only. "
+            "Remove or rename it (otel-trader's has labels method, path, status)",
+            name,
         )
+
+
+def _has_own_route(app: Any, path: str) -> bool:
+    stripped = path.rstrip("/") or "/"
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        route_path = getattr(route, "path", None)
+        if isinstance(route_path, str) and (route_path.rstrip("/") or "/") == stripped:
+            return True
+    return False

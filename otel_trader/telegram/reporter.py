@@ -13,6 +13,11 @@ Outcomes are counted per error occurrence in ``otel_trader_error_reports_total{l
 (``sent`` = delivered to at least one chat, ``failed`` = to none, ``suppressed`` = folded into a
 dedup follow-up) and ``otel_trader_error_reports_dropped_total`` (intake full), so
 sent + failed + suppressed + dropped = errors reported (while the reporter runs).
+
+Shutdown is bounded whatever the Bot API does: it sends for at most its deadline (by default
+its share of the process's exit budget, :mod:`otel_trader.exit_budget`), gives up at once on a
+retry that would end past the deadline, then stops the tasks without relying on them to
+cooperate, and counts every report it could not send as ``failed``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
+from ..exit_budget import exit_budget
 from ..middleware import RequestInfo
 from .dedup import Deduplicator, FollowUp, fingerprint, normalise_message
 from .format import format_follow_up, format_report, to_plain_text
@@ -50,6 +56,11 @@ logger = logging.getLogger("otel_trader.telegram")
 
 #: A retry_after longer than this is not waited out: the message fails and the chat pauses.
 MAX_RETRY_AFTER = 300.0
+#: What stopping the sender may take after the deadline (tasks ending, the client closing).
+STOP_GRACE = 0.25
+#: The reporter's share of the exit budget left when its shutdown starts, while telemetry
+#: still has to flush after it: a Telegram that hangs cannot take all of the telemetry's time.
+EXIT_SHARE_WITH_TELEMETRY = 0.75
 _MAX_THROTTLED = 5
 _MARK = "_otel_trader_reported"
 
@@ -91,7 +102,13 @@ class _Delivery:
     __slots__ = ("counted", "level", "ok", "pending", "reporter")
 
     def __init__(self, reporter: TelegramErrorReporter, level: int, pending: int, counted: bool) -> None:
-        self.reporter, self.level, self.pending, self.counted, self.ok = reporter, level, pending, counted, False
+        self.reporter, self.level, self.pending, self.counted, self.ok = (
+            reporter,
+            level,
+            pending,
+            counted,
+            False,
+        )
 
     def done(self, ok: bool) -> None:
         self.ok = self.ok or ok
@@ -105,9 +122,21 @@ class _Chat:
     chat_id: str
     queue: asyncio.Queue[tuple[_Delivery, str]]
     disabled: bool = False
-    busy: bool = False
+    #: The message being sent now; settled exactly once, by its worker or by shutdown.
+    inflight: _Delivery | None = None
     paused_until: float = 0.0
     task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a message to this chat is being sent (or waits for its retry)."""
+        return self.inflight is not None
+
+    def settle(self, ok: bool) -> None:
+        """Settle the message in flight, if any (a second call does nothing)."""
+        delivery, self.inflight = self.inflight, None
+        if delivery is not None:
+            delivery.done(ok)
 
 
 class TelegramErrorReporter:
@@ -171,6 +200,12 @@ class TelegramErrorReporter:
         self._token_ok = True
         self._closing = False
         self._closed = False
+        #: The task that starts the sender from the error hook (kept so it is not collected).
+        self._starting: asyncio.Task[None] | None = None
+        #: Loop time at which shutdown gives up sending; a retry ending later is not waited for.
+        self._give_up_at = float("inf")
+        #: Retry waits in progress and the loop time each ends (shutdown ends those past its deadline).
+        self._sleepers: dict[asyncio.Future[None], float] = {}
         self._outage_failures = 0
         self._warned: set[str] = set()
         self._managers: list[Any] = []
@@ -238,11 +273,14 @@ class TelegramErrorReporter:
         api_class = _bot_api_class()
 
         self._loop = asyncio.get_running_loop()
+        exit_budget.restart()  # a new run: its exit has the whole budget
         # The telemetry manager may have been configured after this reporter was built.
         self.service_name, self.environment, self.signoz_url = _identity(self.settings)
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
-        self._api = api_class(self.settings.api_base_url, self.settings.token(), self.settings.timeout_seconds)
+        self._api = api_class(
+            self.settings.api_base_url, self.settings.token(), self.settings.timeout_seconds
+        )
         self._chats = [_Chat(c, asyncio.Queue(self.settings.queue_size)) for c in self.settings.chat_ids]
         # A fresh context: the sender must not inherit (and keep alive) whatever span was current
         # when the application started it.
@@ -261,7 +299,16 @@ class TelegramErrorReporter:
         )
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Send what is queued (dedup follow-ups too) within ``timeout`` seconds, then stop."""
+        """Send what is queued (dedup follow-ups too) until the deadline, then stop.
+
+        The deadline is ``timeout`` seconds, or by default this reporter's share of the process's
+        exit budget (``TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS``, shared with the telemetry flush that
+        follows at the end of the lifespan; see :mod:`otel_trader.exit_budget`): all of what is
+        left, or three quarters of it while telemetry still has to flush, and at most
+        ``TELEGRAM_FLUSH_TIMEOUT_SECONDS`` when that is set. Returns within the deadline plus
+        :data:`STOP_GRACE` whatever the Bot API does; reports not sent by then count as failed.
+        Call it on the loop :meth:`initialize` ran on.
+        """
         if self._closed:
             return
         self._closing = True
@@ -275,22 +322,53 @@ class TelegramErrorReporter:
             self._closed = True
             self._fail_leftovers()
             return
+        assert self._loop is not None
+        started = self._loop.time()
+        deadline = self._exit_share() if timeout is None else max(0.0, timeout)
+        self._give_up_at = started + deadline
+        for waiter, end in list(self._sleepers.items()):
+            if end > self._give_up_at:
+                _release(waiter)  # a retry that would end too late: give that message up now
         for follow in self._dedup.flush():
             self._enqueue(follow)
-        await self.flush(self.settings.flush_timeout_seconds if timeout is None else timeout)
+        await self.flush(deadline)
         self._closed = True
+        await self._stop()
+        if timeout is None:
+            exit_budget.spend(self._loop.time() - started)
+        logger.info("otel-trader: Telegram error reporting stopped: %s", self.stats)
+
+    def _exit_share(self) -> float:
+        """Seconds of the exit budget this reporter's shutdown may use (see :meth:`shutdown`)."""
+        from .. import manager as manager_module
+
+        share = exit_budget.remaining()
+        telemetry = manager_module._manager
+        if telemetry is not None and telemetry.configured and not telemetry._shut_down:
+            share *= EXIT_SHARE_WITH_TELEMETRY
+        cap = self.settings.flush_timeout_seconds
+        return share if cap is None else min(cap, share)
+
+    async def _stop(self) -> None:
+        """Cancel the sender tasks and close the client, waiting at most STOP_GRACE for both."""
+        assert self._loop is not None
+        stop_by = self._loop.time() + STOP_GRACE
         tasks = [t for t in (self._dispatcher, *(c.task for c in self._chats)) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: shutdown must return even if a task does not end when cancelled.
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+        if pending:
+            logger.warning("otel-trader: Telegram sender did not stop within %gs; abandoning it", STOP_GRACE)
         self._fail_leftovers()
         for chat in self._chats:
+            chat.settle(False)  # in flight in a task that did not end
             while not chat.queue.empty():
                 delivery, _ = chat.queue.get_nowait()
                 delivery.done(False)
         if self._api is not None:
-            await self._api.aclose()
-        logger.info("otel-trader: Telegram error reporting stopped: %s", self.stats)
+            closing = self._loop.create_task(self._api.aclose())
+            await asyncio.wait({closing}, timeout=max(0.01, stop_by - self._loop.time()))
 
     def _fail_leftovers(self) -> None:
         # What could not be sent in time is a failure, not silently lost.
@@ -314,7 +392,7 @@ class TelegramErrorReporter:
                 return False
             await asyncio.sleep(0.01)
 
-    def install(self, manager: Any = None) -> TelegramErrorReporter:
+    def install(self, manager: Any = None, *, middleware_added: bool = False) -> TelegramErrorReporter:
         """Register :meth:`hook` as ``manager``'s error hook (default: the process TelemetryManager).
 
         Every MonitoringMiddleware of that manager then reports unhandled request exceptions,
@@ -325,7 +403,7 @@ class TelegramErrorReporter:
             from ..manager import get_telemetry_manager
 
             manager = get_telemetry_manager()
-        if not manager:
+        if not manager and not middleware_added:
             logger.info(
                 "otel-trader: telemetry is off, so no MonitoringMiddleware calls the Telegram hook; "
                 "request errors reach Telegram only through logging (TelegramLogHandler)"
@@ -364,7 +442,9 @@ class TelegramErrorReporter:
             if getattr(exc, _MARK, False):
                 return "duplicate"  # already reported (the middleware, then a log line of it)
             key = fingerprint(type_name(exc), innermost_location(exc), safe_str(exc, 400))
-            outcome = self._submit(key, level, lambda: capture_exception(exc, level, context=context, request=request))
+            outcome = self._submit(
+                key, level, lambda: capture_exception(exc, level, context=context, request=request)
+            )
             if outcome != "disabled":
                 # Exceptions with __slots__ refuse the mark: dedup still limits the noise.
                 with contextlib.suppress(Exception):
@@ -375,8 +455,19 @@ class TelegramErrorReporter:
             return "error"
 
     def hook(self, exc: BaseException, info: RequestInfo) -> None:
-        """MonitoringMiddleware error hook: queue a report with the request's method, route, status, client."""
+        """MonitoringMiddleware error hook: queue a report with the request's method, route, status, client.
+
+        Called on the serving loop: a reporter installed but never initialized starts there, so a
+        report cannot wait in the queue forever.
+        """
         self.submit(exc, logging.ERROR, request=info)
+        if self.enabled and self._dispatcher is None and not self._closing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            # initialize() does not await before the sender exists: a second task finds it running.
+            self._starting = loop.create_task(self.initialize())
 
     def report_record(self, record: logging.LogRecord) -> str:
         """Queue a log record (what :class:`TelegramLogHandler` calls)."""
@@ -388,7 +479,11 @@ class TelegramErrorReporter:
                 key = fingerprint(type_name(exc), innermost_location(exc), safe_str(exc, 400))
             else:
                 template = record.msg if isinstance(record.msg, str) else safe_str(record.msg, 400)
-                key = (f"log:{record.name}", f"{record.pathname}:{record.lineno}", normalise_message(template))
+                key = (
+                    f"log:{record.name}",
+                    f"{record.pathname}:{record.lineno}",
+                    normalise_message(template),
+                )
             outcome = self._submit(key, record.levelno, lambda: capture_record(record))
             if exc is not None and outcome != "disabled":
                 with contextlib.suppress(Exception):
@@ -422,8 +517,11 @@ class TelegramErrorReporter:
             self._dropped.add(1)
             with self._lock:
                 self._stats["dropped"] += 1
-            self._warn_once("queue_full", "otel-trader: Telegram report queue is full (%d); dropping reports",
-                            self.settings.queue_size)
+            self._warn_once(
+                "queue_full",
+                "otel-trader: Telegram report queue is full (%d); dropping reports",
+                self.settings.queue_size,
+            )
             return False
         self._wake()
         return True
@@ -448,11 +546,17 @@ class TelegramErrorReporter:
         return 1.0 if window <= 0 else min(1.0, max(0.05, window / 10))
 
     async def _dispatch(self) -> None:
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._loop is not None
         tick = self._tick()
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), tick)
+        while not self._closed:
+            # A timer setting the event, not asyncio.wait_for: before Python 3.12, wait_for that
+            # is cancelled in the loop turn its awaitable completes returns normally, and the
+            # dispatcher would then outlive shutdown's cancel().
+            timer = self._loop.call_later(tick, self._wakeup.set)
+            try:
+                await self._wakeup.wait()
+            finally:
+                timer.cancel()
             self._wakeup.clear()
             self._wakeup_pending = False
             try:
@@ -494,27 +598,26 @@ class TelegramErrorReporter:
             try:
                 chat.queue.put_nowait((delivery, text))
             except asyncio.QueueFull:
-                self._warn_once(f"chat_full:{chat.chat_id}",
-                                "otel-trader: Telegram queue of chat %s is full; dropping its reports", chat.chat_id)
+                self._warn_once(
+                    f"chat_full:{chat.chat_id}",
+                    "otel-trader: Telegram queue of chat %s is full; dropping its reports",
+                    chat.chat_id,
+                )
                 delivery.done(False)
 
     async def _chat_worker(self, chat: _Chat) -> None:
         while True:
             delivery, text = await chat.queue.get()
-            chat.busy = True
+            chat.inflight = delivery
             ok = False
             try:
                 ok = await self._deliver(chat, text)
             except asyncio.CancelledError:
-                delivery.done(False)
+                chat.settle(False)
                 raise
             except Exception:  # the sender must survive anything
                 logger.warning("otel-trader: unexpected error sending to Telegram", exc_info=True)
-                delivery.done(False)
-            else:
-                delivery.done(ok)
-            finally:
-                chat.busy = False
+            chat.settle(ok)
 
     async def _deliver(self, chat: _Chat, text: str) -> bool:
         assert self._api is not None and self._loop is not None
@@ -531,22 +634,28 @@ class TelegramErrorReporter:
             if outcome == "throttled":
                 self._recovered()  # Telegram answered: not an outage
                 wait = result.retry_after or 1.0
+                until = self._loop.time() + wait
                 throttled += 1
-                if wait > MAX_RETRY_AFTER or throttled > _MAX_THROTTLED or self._closing:
-                    chat.paused_until = self._loop.time() + wait
-                    self._warn_once(f"throttled:{chat.chat_id}",
-                                    "otel-trader: Telegram rate-limits chat %s (retry after %gs); reports to it "
-                                    "fail until then", chat.chat_id, wait)
-                    return False
-                logger.debug("otel-trader: Telegram 429 for chat %s, waiting %gs", chat.chat_id, wait)
-                await asyncio.sleep(wait)
-                continue
+                if wait <= MAX_RETRY_AFTER and throttled <= _MAX_THROTTLED:
+                    logger.debug("otel-trader: Telegram 429 for chat %s, waiting %gs", chat.chat_id, wait)
+                    if await self._pause(wait):
+                        continue
+                chat.paused_until = until
+                self._warn_once(
+                    f"throttled:{chat.chat_id}",
+                    "otel-trader: Telegram rate-limits chat %s (retry after %gs); reports to it "
+                    "fail until then",
+                    chat.chat_id,
+                    wait,
+                )
+                return False
             if outcome == "retry":
                 self._outage(result)
                 attempts += 1
-                if attempts > self.settings.max_retries or self._closing:
+                if attempts > self.settings.max_retries:
                     return False
-                await asyncio.sleep(self._backoff(attempts, result.retry_after))
+                if not await self._pause(self._backoff(attempts, result.retry_after)):
+                    return False
                 continue
             self._recovered()
             if outcome == "bad_token":
@@ -554,7 +663,9 @@ class TelegramErrorReporter:
                     self._token_ok = False
                     logger.warning(
                         "otel-trader: Telegram rejected the bot token (%s %s); error reporting stopped. "
-                        "Check TELEGRAM_TOKEN.", result.status, result.description,
+                        "Check TELEGRAM_TOKEN.",
+                        result.status,
+                        result.description,
                     )
                 return False
             if outcome == "bad_chat":
@@ -563,26 +674,51 @@ class TelegramErrorReporter:
                     logger.warning(
                         "otel-trader: Telegram chat %s cannot receive reports (%s %s); no more reports go "
                         "to it. Check TELEGRAM_CHAT_IDS and that the bot is a member.",
-                        chat.chat_id, result.status, result.description,
+                        chat.chat_id,
+                        result.status,
+                        result.description,
                     )
                 return False
             if outcome == "migrated" and result.migrate_to and result.migrate_to != chat.chat_id:
                 logger.warning(
                     "otel-trader: Telegram chat %s became supergroup %s; sending there. Update TELEGRAM_CHAT_IDS.",
-                    chat.chat_id, result.migrate_to,
+                    chat.chat_id,
+                    result.migrate_to,
                 )
                 chat.chat_id = result.migrate_to
                 continue
             if outcome == "bad_markup" and parse_mode is not None:
                 # Our HTML should always parse; if not, the error still deserves to arrive.
-                logger.warning("otel-trader: Telegram could not parse a report (%s); sending it as plain text",
-                               result.description)
+                logger.warning(
+                    "otel-trader: Telegram could not parse a report (%s); sending it as plain text",
+                    result.description,
+                )
                 parse_mode, text = None, to_plain_text(text)
                 continue
-            self._warn_once(f"rejected:{result.description}",
-                            "otel-trader: Telegram rejected a report for chat %s: %s %s",
-                            chat.chat_id, result.status, result.description)
+            self._warn_once(
+                f"rejected:{result.description}",
+                "otel-trader: Telegram rejected a report for chat %s: %s %s",
+                chat.chat_id,
+                result.status,
+                result.description,
+            )
             return False
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a retry; False, at once, if it would end past shutdown's deadline."""
+        assert self._loop is not None
+        end = self._loop.time() + seconds
+        if end > self._give_up_at:
+            return False
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        timer = self._loop.call_later(seconds, _release, waiter)
+        self._sleepers[waiter] = end
+        try:
+            await waiter  # released early by shutdown when ``end`` is past its deadline
+        finally:
+            timer.cancel()
+            self._sleepers.pop(waiter, None)
+        return end <= self._give_up_at
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -620,7 +756,9 @@ class TelegramErrorReporter:
         """
         if not self.settings.bot_token:
             return ConnectionResult(False, error="no bot token configured (TELEGRAM_TOKEN)")
-        api = _bot_api_class()(self.settings.api_base_url, self.settings.token(), self.settings.timeout_seconds)
+        api = _bot_api_class()(
+            self.settings.api_base_url, self.settings.token(), self.settings.timeout_seconds
+        )
         try:
             me = await api.get_me()
             if not me.ok:
@@ -644,13 +782,16 @@ class TelegramErrorReporter:
             await api.aclose()
 
 
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _bot_api_class() -> type[BotApi]:
     try:
         from .api import BotApi  # httpx is only needed once a reporter really runs
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "TelegramErrorReporter needs httpx: pip install 'otel-trader[httpx]'"
-        ) from exc
+        raise ImportError("TelegramErrorReporter needs httpx: pip install 'otel-trader[httpx]'") from exc
     return BotApi
 
 
@@ -713,4 +854,3 @@ def current_reporter() -> TelegramErrorReporter | None:
         return get_error_reporter()
     except Exception:
         return None
-

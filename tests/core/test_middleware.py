@@ -313,3 +313,67 @@ def test_our_server_span_matches_native_fastapi_span(telemetry):
         assert mine.name == theirs.name
         assert dict(mine.attributes) == dict(theirs.attributes)
         assert mine.status.status_code == theirs.status.status_code
+
+
+def make_routed_app() -> FastAPI:
+    """The guides' shapes: routers included with prefixes, nested, and in a mounted sub-app."""
+    app = FastAPI()
+    account = APIRouter()
+
+    @account.get("/{item_id}")
+    async def account_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    trading = APIRouter()
+
+    @trading.get("/{item_id}")
+    async def trading_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    inner = APIRouter(prefix="/inner")
+
+    @inner.get("/orders/{oid}")
+    async def inner_order(oid: str) -> dict[str, str]:
+        return {"oid": oid}
+
+    trading.include_router(inner, prefix="/nested")
+    app.include_router(account, prefix="/api/account")
+    app.include_router(trading, prefix="/api/trading")
+    sub = FastAPI()
+    sub_router = APIRouter(prefix="/positions")
+
+    @sub_router.get("/{symbol}")
+    async def position(symbol: str) -> dict[str, str]:
+        return {"symbol": symbol}
+
+    sub.include_router(sub_router, prefix="/v2")
+    app.mount("/sub", sub)
+    return app
+
+
+ROUTED = {
+    "/api/account/1": "/api/account/{item_id}",
+    "/api/trading/2": "/api/trading/{item_id}",
+    "/api/trading/nested/inner/orders/o-7": "/api/trading/nested/inner/orders/{oid}",
+    "/sub/v2/positions/BTC": "/sub/v2/positions/{symbol}",
+}
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["our-span", "fastapi-native-span"])
+def test_prefixed_and_nested_routers_keep_their_full_template(telemetry, native):
+    from otel_trader.integrations.fastapi import instrument_fastapi
+
+    manager = telemetry.manager
+    if native:
+        manager = manager.__class__(manager.config.model_copy(update={"operation_spans": True}))
+    app = make_routed_app()
+    instrument_fastapi(app, manager)
+    responses = asyncio.run(call(app, *[("GET", path) for path in ROUTED]))
+    assert [r.status_code for r in responses] == [200] * len(ROUTED)
+    text = telemetry.scrape()
+    for template in ROUTED.values():
+        assert value(text, "http_requests_total", path=template, status="200") == 1
+        assert value(text, "http_request_duration_seconds_count", path=template) == 1
+    servers = [s for s in telemetry.finished_spans() if s.kind == SpanKind.SERVER]
+    assert sorted(s.name for s in servers) == sorted(f"GET {t}" for t in ROUTED.values())
+    assert sorted(s.attributes["http.route"] for s in servers) == sorted(ROUTED.values())

@@ -7,6 +7,7 @@ uvicorn, 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -236,7 +237,7 @@ def test_our_configurator_runs_even_when_listed_after_the_sdk_one(monkeypatch: p
     distro.configure()
     _load._load_configurators()
     assert calls == ["otel_trader"]
-    assert os.environ["TELEMETRY_ENABLED"] == "true"
+    assert os.environ["OTEL_PYTHON_CONFIGURATOR"] == "otel_trader"
 
 
 def test_disabled_instrumentations_from_the_standard_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,6 +255,7 @@ def test_disabled_instrumentations_from_the_standard_variable(monkeypatch: pytes
     assert not TelemetryConfig().integration_enabled("fastapi")
 
     # A typo in otel-trader's own variable (which wins over the standard one) is still an error.
+    monkeypatch.setenv("TELEMETRY_ENABLED", "true")
     monkeypatch.setenv("TELEMETRY_DISABLED_INSTRUMENTATIONS", "reddis")
     with pytest.raises(ConfigError, match="TELEMETRY_DISABLED_INSTRUMENTATIONS='reddis'"):
         TelemetryConfig()
@@ -274,3 +276,82 @@ def test_explicit_instrument_app_under_opentelemetry_instrument_counts_once(laun
         text = client.get("/metrics").text
     (count,) = [s.value for s in samples(text, "http_requests") if s.name == "http_requests_total"]
     assert count == 4
+
+
+# -- the rule: opentelemetry-instrument means on, unless said otherwise ------------------------
+
+
+@pytest.mark.timeout(60)
+def test_explicit_false_wins_under_opentelemetry_instrument(launcher: Launcher) -> None:
+    app = launcher.uvicorn("zero_code_app", clean_env(TELEMETRY_ENABLED="false"), instrument=True)
+    with httpx.Client(base_url=app.url, timeout=10) as client:
+        assert client.get("/orders/BTC").status_code == 200
+        assert client.get("/metrics").status_code == 404
+
+
+@pytest.mark.timeout(60)
+def test_unset_means_on_under_opentelemetry_instrument(launcher: Launcher) -> None:
+    app = launcher.uvicorn("zero_code_app", clean_env(TELEMETRY_EXPORTER="none"), instrument=True)
+    with httpx.Client(base_url=app.url, timeout=10) as client:
+        assert client.get("/orders/BTC").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("distro_first", ["otel_trader", "distro"])
+@pytest.mark.parametrize("configurator_first", ["otel_trader", "configurator"])
+def test_same_outcome_whichever_entry_points_come_first(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, distro_first: str, configurator_first: str
+) -> None:
+    """opentelemetry-distro installed next to us, in each entry-point order the loader may see."""
+    from opentelemetry.distro import OpenTelemetryConfigurator
+    from opentelemetry.instrumentation.auto_instrumentation import _load
+
+    from otel_trader import distro as ours
+
+    real = _load.entry_points
+
+    def ordered(**kwargs: Any) -> list[Any]:
+        found = list(real(**kwargs))
+        first = {"opentelemetry_distro": distro_first, "opentelemetry_configurator": configurator_first}.get(
+            kwargs.get("group", "")
+        )
+        return sorted(found, key=lambda e: e.name != first) if first else found
+
+    monkeypatch.setattr(_load, "entry_points", ordered)
+    for name in (
+        "TELEMETRY_ENABLED",
+        "OTEL_PYTHON_CONFIGURATOR",
+        "OTEL_PYTHON_DISTRO",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_LOGS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ):
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TELEMETRY_ENV_FILE", "none")
+
+    import otel_trader.manager as manager_module
+
+    configured: list[Any] = []
+    monkeypatch.setattr(manager_module, "configure", lambda config=None, **kw: configured.append(config))
+    monkeypatch.setattr(OpenTelemetryConfigurator, "_configure", lambda self, **kw: configured.append("sdk"))
+    monkeypatch.setattr(ours, "_configured_active", None)
+    monkeypatch.setattr(ours, "_our_distro_ran", False)
+
+    with caplog.at_level(logging.WARNING, logger="otel_trader"):
+        distro = _load._load_distro()
+        distro.configure()
+        _load._load_configurators()
+        if configured != ["sdk"]:
+            monkeypatch.setattr(ours, "_configured_active", True)
+        ours.OtelTraderInstrumentor().instrument()  # the loader loads it after the configurators
+    warned = [r.getMessage() for r in caplog.records if r.name == "otel_trader" and r.levelno >= logging.WARNING]
+    if distro_first == "otel_trader":
+        # Ours sets OTEL_PYTHON_CONFIGURATOR: our configurator whatever the order, and the
+        # "on" rule applied by the configurator itself (TELEMETRY_ENABLED is unset).
+        assert len(configured) == 1 and configured[0].enabled
+        assert not warned
+    else:
+        assert len(warned) == 1 and "OTEL_PYTHON_DISTRO=otel_trader" in warned[0], warned

@@ -131,3 +131,64 @@ def test_seed_style_include_of_module_health_router() -> None:
     response = asyncio.run(get("/health"))
     assert response.status_code == 200, response.text
     assert asyncio.run(get("/health/health")).status_code == 404
+
+
+# -- the guides' module-level health_router finds the app's dependencies ------------------------
+
+
+@pytest.fixture
+def module_router(monkeypatch):
+    """The guides' shape, with the dependency lookup of a fresh process."""
+    from otel_trader import health
+
+    monkeypatch.setattr(health, "_dependencies", health._Dependencies())
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    app = FastAPI()
+    app.include_router(health.health_router, prefix="/health", tags=["health"])
+    return app
+
+
+def test_module_router_uses_redis_url_and_database_url(module_router, monkeypatch, redis_server, tmp_path):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'guides.db'}")
+    with TestClient(module_router) as client:
+        body = client.get("/health").json()
+        assert body["status"] == "healthy"
+        assert set(body["checks"]) == {"redis", "db"}
+        assert client.get("/health/redis").json()["checks"]["redis"]["latency_ms"] > 0
+        stats = client.get("/health/redis/pool/stats")
+        assert stats.status_code == 200 and stats.json()["pool"] == "default"
+        assert client.get("/health/db").json()["checks"]["db"]["dialect"] == "sqlite"
+
+
+def test_module_router_reports_a_dead_redis(module_router, monkeypatch, private_redis, tmp_path):
+    monkeypatch.setenv("REDIS_URL", private_redis.url)
+    with TestClient(module_router) as client:
+        assert client.get("/health/redis").status_code == 200
+        private_redis.stop()
+        response = client.get("/health")
+        assert response.status_code == 503 and response.json()["failing"] == ["redis"]
+
+
+def test_module_router_uses_registered_dependencies(module_router, redis_server, postgres_url):
+    pool = redis.asyncio.ConnectionPool.from_url(redis_server.url)
+    engine = create_async_engine(postgres_url)
+    otel_trader.register_health_dependencies(redis=pool, engine=engine)
+    with TestClient(module_router) as client:
+        body = client.get("/health").json()
+        assert body["status"] == "healthy", body
+        assert body["checks"]["db"]["dialect"] == "postgresql"
+
+
+def test_module_router_with_nothing_known_says_so(module_router, caplog):
+    with TestClient(module_router) as client:
+        root = client.get("/health")
+        assert root.status_code == 200 and root.json()["checks"] == {}  # liveness still answers
+        client.get("/health")
+        for path, variable in (("/health/redis", "REDIS_URL"), ("/health/redis/pool/stats", "REDIS_URL"), ("/health/db", "DATABASE_URL")):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert variable in response.text and "register_health_dependencies" in response.text
+    warned = [r.getMessage() for r in caplog.records if r.name == "otel_trader" and "checks nothing" in r.getMessage()]
+    assert len(warned) == 1
