@@ -8,8 +8,11 @@
 Writes, relative to the repository root (or DIR):
 
     monitoring/grafana/dashboards/<slug>.json   Grafana dashboards (Prometheus datasource)
-    signoz/dashboards/<slug>.json               SigNoz dashboards (PromQL widgets)
-    signoz/alerts/<slug>.json                   SigNoz alert rules (one PostableRule each)
+    signoz/dashboards/<slug>.json               SigNoz dashboards (v5: PromQL widgets, query-builder tables and pies)
+    signoz/alerts/<slug>.json                   SigNoz alert rules (one v5 PostableRule each)
+
+The SigNoz formats are those SigNoz v0.119.0 accepts (see signoz/README.md, "What SigNoz
+v0.119.0 accepts"; tests/monitoring/signoz_schema.py checks them against its source).
 
 Every panel is written once, as a function of a :class:`Dialect`. The Prometheus dialect
 produces the names our Prometheus scrapes (``http_request_duration_seconds_bucket``,
@@ -256,6 +259,35 @@ QueryFn = Callable[[Dialect], list[Query]]
 
 
 @dataclass(frozen=True)
+class BuilderQuery:
+    """One metric query of SigNoz's query builder (a widget's ``builder.queryData`` entry).
+
+    SigNoz computes it per 60 s step (``time`` within a step, then ``space`` across series
+    grouped by ``by``) and reduces the steps of the widget's window to one value per group
+    with ``reduce``: a table row or a pie slice.
+    """
+
+    metric: str  # key of METRICS
+    time: str  # time aggregation: latest | increase | rate | "" (histogram percentiles: SigNoz uses rate)
+    space: str  # space aggregation: sum | max | p95 | ...
+    reduce: str  # reduceTo: sum | last | avg | ...
+    by: tuple[str, ...] = ()  # Prometheus label names; SIGNOZ_LABELS maps them
+    part: str = ""  # histogram series: bucket | sum | count
+    hidden: bool = False  # disabled: it only feeds the formula
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A SigNoz query-builder widget: its queries (named A, B, ...), an optional formula over
+    them, and the widget's own time window (``timePreferance``) where the Grafana query has a
+    fixed range (``increase(...[24h])`` -> ``LAST_1_DAY``)."""
+
+    queries: tuple[BuilderQuery, ...]
+    formula: str = ""
+    window: str = "GLOBAL_TIME"  # GLOBAL_TIME | LAST_5_MIN | LAST_1_HR | LAST_1_DAY | ...
+
+
+@dataclass(frozen=True)
 class Panel:
     title: str
     kind: str  # timeseries | stat | gauge | piechart | bargauge | row
@@ -272,6 +304,9 @@ class Panel:
     stack: bool = False
     #: only in Grafana (a Prometheus-only concept such as `up`, or Grafana-only variables)
     grafana_only: bool = False
+    #: The SigNoz widget as query-builder queries instead of `queries`' PromQL: SigNoz's panel
+    #: editor offers no PromQL for tables and pies, so those panels need it.
+    signoz: Builder | None = None
 
 
 def row(title: str) -> Panel:
@@ -363,6 +398,11 @@ SERVER_ERROR = 'status=~"5.."'
 
 def trading_overview() -> Dashboard:
     orders = "orders_total"
+
+    def orders_24h(label: str) -> Builder:
+        # increase per step, summed over the last day's steps = orders of the last 24 hours
+        return Builder((BuilderQuery(orders, "increase", "sum", "sum", (label,)),), window="LAST_1_DAY")
+
     panels = [
         row("Trading overview (seed 001)"),
         Panel("Orders (24h)", "stat", lambda d: [q(increase_sum(d, orders))],
@@ -376,15 +416,17 @@ def trading_overview() -> Dashboard:
         Panel("WebSocket Connections", "stat", lambda d: [q(gauge(d, "websocket_connections"))],
               w=6, h=5, decimals=0, description="Currently open WebSocket connections (gauge websocket_connections)."),
         Panel("Orders by Side", "piechart", lambda d: [q(increase_sum(d, orders, by=("side",)), d.legend("side"))],
-              w=8, description="Buy/sell split of the last 24 hours."),
+              w=8, description="Buy/sell split of the last 24 hours.", signoz=orders_24h("side")),
         Panel("Orders by Status", "piechart", lambda d: [q(increase_sum(d, orders, by=("status",)), d.legend("status"))],
-              w=8, description="Final order status (filled, rejected, cancelled, ...) over the last 24 hours."),
+              w=8, description="Final order status (filled, rejected, cancelled, ...) over the last 24 hours.",
+              signoz=orders_24h("status")),
         Panel("Orders by Exchange", "piechart", lambda d: [q(increase_sum(d, orders, by=("exchange",)), d.legend("exchange"))],
-              w=8, description="Orders per exchange over the last 24 hours."),
+              w=8, description="Orders per exchange over the last 24 hours.", signoz=orders_24h("exchange")),
         Panel("PnL Over Time", "timeseries", lambda d: [q(gauge(d, "realized_pnl", by=("symbol",)), d.legend("symbol"))],
               decimals=2, description="Realized PnL per symbol."),
         Panel("Open Positions by Symbol", "bargauge", lambda d: [q(gauge(d, "positions_open", by=("symbol",)), d.legend("symbol"))],
-              decimals=0, description="Open positions per symbol, now."),
+              decimals=0, description="Open positions per symbol, now.",
+              signoz=Builder((BuilderQuery("positions_open", "latest", "sum", "last", ("symbol",)),))),
         Panel("WebSocket Connections Over Time", "timeseries", lambda d: [q(gauge(d, "websocket_connections"), "connections")],
               w=24, decimals=0,
               description="Open WebSocket connections; the WebSocketConnectionsDrop alert fires on a drop of more than 10 "
@@ -451,7 +493,10 @@ def api_performance() -> Dashboard:
               unit="reqps", stack=True,
               description="Responses per second by status code (4xx are client errors, including 429 from the rate limiter)."),
         Panel("P95 Latency Bar Gauge", "bargauge", lambda d: [q(quantile(d, "0.95", hist, ("path",), window="5m"), d.legend("path"))],
-              unit="s", w=24, thresholds=LATENCY_STEPS, description="P95 over the last 5 minutes per route template."),
+              unit="s", w=24, thresholds=LATENCY_STEPS, description="P95 over the last 5 minutes per route template.",
+              # SigNoz: the mean of the per-minute p95 over the last 5 minutes (its own mapping of a
+              # histogram quantile to a table: reduceTo avg)
+              signoz=Builder((BuilderQuery(hist, "", "p95", "avg", ("path",), part="bucket"),), window="LAST_5_MIN")),
     ]
     return Dashboard("api-performance", "otel-trader-api", "API Performance",
                      "Request rate, latency percentiles, errors and status codes of the FastAPI app (seed 001).",
@@ -481,7 +526,11 @@ def fastapi_metrics() -> Dashboard:
         Panel("Average Processing Time by Path", "timeseries", lambda d: [q(avg_time(d, hist, d.rate), d.legend("path"))],
               unit="s", description="Seed 002's app_requests_processing_time_seconds: _sum / _count per path (0/0 filtered out)."),
         Panel("Average Response Time by Path (5m)", "bargauge", lambda d: [q(avg_time(d, hist, "5m"), d.legend("path"))],
-              unit="s", thresholds=LATENCY_STEPS),
+              unit="s", thresholds=LATENCY_STEPS,
+              # mean rate of _sum / mean rate of _count over the same 5 minutes = sum / count
+              signoz=Builder((BuilderQuery(hist, "rate", "sum", "avg", ("path",), part="sum", hidden=True),
+                              BuilderQuery(hist, "rate", "sum", "avg", ("path",), part="count", hidden=True)),
+                             formula="A / B", window="LAST_5_MIN")),
         Panel("Requests per Hour by Path", "timeseries",
               lambda d: [q(increase_sum(d, req, by=("path",), window="1h"), d.legend("path"))],
               w=24, description="Seed 002: hourly request increase per path."),
@@ -497,10 +546,12 @@ def fastapi_metrics() -> Dashboard:
               unit="reqps", w=8, min=0, decimals=2),
         Panel("Response Status Codes", "piechart",
               lambda d: [q(increase_sum(d, req, by=("status",), window="1h"), d.legend("status"))],
-              w=8, description="Status code distribution over the last hour."),
+              w=8, description="Status code distribution over the last hour.",
+              signoz=Builder((BuilderQuery(req, "increase", "sum", "sum", ("status",)),), window="LAST_1_HR")),
         Panel("Requests by Endpoint", "bargauge",
               lambda d: [q(increase_sum(d, req, by=("path",), window="1h"), d.legend("path"))],
-              w=8, decimals=0, description="Requests per endpoint over the last hour."),
+              w=8, decimals=0, description="Requests per endpoint over the last hour.",
+              signoz=Builder((BuilderQuery(req, "increase", "sum", "sum", ("path",)),), window="LAST_1_HR")),
         row("Python runtime (seed 002 exercise, seed 003 runtime metrics)"),
         Panel("Resident Memory (RSS)", "timeseries",
               lambda d: [q(gauge(d, "process_resident_memory_bytes", by=("instance",)), "RSS " + d.legend("instance"))],
@@ -799,10 +850,80 @@ def grafana_dashboard(dash: Dashboard) -> dict:
 
 _SIGNOZ_PANEL = {"timeseries": "graph", "stat": "value", "gauge": "value", "piechart": "pie", "bargauge": "table"}
 _SIGNOZ_UNIT = {"short": "none", "reqpm": "reqpm", "reqps": "reqps", "ops": "ops"}
+#: Panel types whose editor offers PromQL in SigNoz v0.119.0 (PANEL_TYPE_TO_QUERY_TYPES in
+#: frontend/src/container/NewWidget/utils.ts); a table or pie needs query-builder queries.
+SIGNOZ_PROMQL_PANELS = frozenset({"graph", "value", "bar", "histogram", "trace"})
+#: The dashboard JSON version: "v5" is the query-builder format the widgets are written in
+#: (aggregations, filter expressions); SigNoz's import migrates anything else from v4 first.
+SIGNOZ_DASHBOARD_VERSION = "v5"
 
 
 def _id(*parts: str) -> str:
     return str(uuid.uuid5(_NS, "/".join(parts)))
+
+
+#: The unused tabs of a widget's query (SigNoz's editor keeps one empty query per tab).
+_EMPTY_QUERY = {"name": "A", "query": "", "legend": "", "disabled": False}
+
+
+def _promql_query(queries: list[Query]) -> dict:
+    return {
+        "queryType": "promql",
+        "promql": [{"name": chr(ord("A") + i), "query": qq.expr, "legend": qq.legend, "disabled": False}
+                   for i, qq in enumerate(queries)],
+        "builder": {"queryData": [], "queryFormulas": []},
+        "clickhouse_sql": [dict(_EMPTY_QUERY)],
+    }
+
+
+def _group_key(label: str) -> dict:
+    """A group-by key as the query builder stores it; resource attributes have their own context."""
+    context = "resource" if label.startswith("service.") else "tag"
+    return {"key": label, "dataType": "string", "type": context, "isColumn": False, "isJSON": False,
+            "id": f"{label}--string--{context}--false"}
+
+
+def _builder_query(spec: Builder) -> dict:
+    """A widget's query in the v5 query-builder form (SigNoz's own v5 dashboards write the same)."""
+    data = []
+    for i, bq in enumerate(spec.queries):
+        name = chr(ord("A") + i)
+        m = METRICS[bq.metric]
+        service = "$service_name" if m.scope == "app" else "$collector_service"
+        labels = [SIGNOZ.label_key(label) for label in bq.by]
+        data.append({
+            "queryName": name,
+            "expression": name,
+            "dataSource": "metrics",
+            "source": "",
+            "aggregations": [{
+                "metricName": f"{m.otel}.{bq.part}" if bq.part else m.otel,
+                # empty: SigNoz looks the temporality up (ours are all cumulative)
+                "temporality": "",
+                "timeAggregation": bq.time,
+                "spaceAggregation": bq.space,
+                "reduceTo": bq.reduce,
+            }],
+            "filter": {"expression": f"service.name = {service}"},
+            "groupBy": [_group_key(label) for label in labels],
+            "having": {"expression": ""},
+            "functions": [],
+            "orderBy": [],
+            "limit": None,
+            "stepInterval": 60,
+            "legend": " ".join("{{" + label + "}}" for label in labels),
+            "disabled": bq.hidden,
+        })
+    formulas = []
+    if spec.formula:
+        legend = data[0]["legend"]
+        formulas.append({"queryName": "F1", "expression": spec.formula, "legend": legend, "disabled": False})
+    return {
+        "queryType": "builder",
+        "promql": [dict(_EMPTY_QUERY)],
+        "builder": {"queryData": data, "queryFormulas": formulas},
+        "clickhouse_sql": [dict(_EMPTY_QUERY)],
+    }
 
 
 def signoz_dashboard(dash: Dashboard) -> dict:
@@ -828,22 +949,21 @@ def signoz_dashboard(dash: Dashboard) -> dict:
             current_row = widget_id
             y += 1
             continue
-        assert panel.queries is not None
-        queries = panel.queries(SIGNOZ)
-        promql = [{"name": chr(ord("A") + i), "query": qq.expr, "legend": qq.legend, "disabled": False}
-                  for i, qq in enumerate(queries)]
+        panel_type = _SIGNOZ_PANEL[panel.kind]
+        if panel.signoz is not None:
+            query = _builder_query(panel.signoz)
+        elif panel_type in SIGNOZ_PROMQL_PANELS:
+            assert panel.queries is not None
+            query = _promql_query(panel.queries(SIGNOZ))
+        else:
+            raise ValueError(f"{dash.slug}: {panel.title!r}: a SigNoz {panel_type} panel has no PromQL; give it signoz=Builder(...)")
+        query["id"] = _id(dash.slug, panel.title, "query")
         widgets.append({
             "id": widget_id,
             "title": panel.title,
             "description": panel.description,
-            "panelTypes": _SIGNOZ_PANEL[panel.kind],
-            "query": {
-                "queryType": "promql",
-                "promql": promql,
-                "builder": {"queryData": [], "queryFormulas": []},
-                "clickhouse_sql": [{"name": "A", "query": "", "legend": "", "disabled": False}],
-                "id": _id(dash.slug, panel.title, "query"),
-            },
+            "panelTypes": panel_type,
+            "query": query,
             "yAxisUnit": _SIGNOZ_UNIT.get(panel.unit, panel.unit),
             "decimalPrecision": panel.decimals if panel.decimals is not None else 2,
             "isStacked": panel.stack,
@@ -851,7 +971,7 @@ def signoz_dashboard(dash: Dashboard) -> dict:
             "fillSpans": False,
             "nullZeroValues": "zero",
             "opacity": "1",
-            "timePreferance": "GLOBAL_TIME",
+            "timePreferance": panel.signoz.window if panel.signoz else "GLOBAL_TIME",
             "softMin": panel.min,
             "softMax": panel.max,
             "thresholds": [],
@@ -887,9 +1007,9 @@ def signoz_dashboard(dash: Dashboard) -> dict:
         }
     return {
         "title": dash.title,
-        "description": dash.description + " (SigNoz: OpenTelemetry metric names, PromQL widgets.)",
+        "description": dash.description + " (SigNoz: OpenTelemetry metric names; PromQL widgets, query-builder tables and pies.)",
         "tags": dash.tags,
-        "version": "v4",
+        "version": SIGNOZ_DASHBOARD_VERSION,
         "uploadedGrafana": False,
         "variables": variables,
         "layout": layout,
@@ -903,7 +1023,12 @@ def signoz_dashboard(dash: Dashboard) -> dict:
 
 @dataclass(frozen=True)
 class SignozAlert:
-    """A SigNoz PromQL alert: `query` is the value, op/target the condition (as in SigNoz's UI)."""
+    """A SigNoz PromQL alert: `query` is the value, op/target the condition (as in SigNoz's UI).
+
+    `summary`/`description` are SigNoz templates: ``{{$service.name}}`` is the alert series'
+    label ``service.name`` (SigNoz rewrites ``{{$x}}`` to ``{{index .Labels "x"}}``, so the
+    Prometheus form ``{{$labels.x}}`` would look up a label named ``labels.x``).
+    """
 
     name: str  # = the Prometheus alert's name in monitoring/prometheus/alerts/
     query: str
@@ -918,7 +1043,12 @@ class SignozAlert:
     empty_when_healthy: str | None = None
 
 
+#: The codes SigNoz's alert editor writes (AlertThresholdOperator / AlertThresholdMatchType).
 _OPS = {"above": "1", "below": "2"}
+ALL_THE_TIMES = "2"  # the condition held for the whole evalWindow: Prometheus' `for`
+#: Re-notification while an alert keeps firing: our Alertmanager's repeat_interval per severity
+#: (monitoring/alertmanager/alertmanager.yml).
+RENOTIFY = {"critical": "1h", "warning": "4h"}
 
 
 def signoz_alerts() -> list[SignozAlert]:
@@ -958,24 +1088,24 @@ def signoz_alerts() -> list[SignozAlert]:
         SignozAlert(
             "HighErrorRate",
             f"{total('http_requests_total', svc, SERVER_ERROR)}\n/ ({total('http_requests_total', svc)} > 0)",
-            "above", 0.05, "5m", "warning", "High error rate on {{$labels.service.name}}",
+            "above", 0.05, "5m", "warning", "High error rate on {{$service.name}}",
             "More than 5% of requests answered 5xx for 5 minutes.",
             empty_when_healthy="the 5xx series exists only once a request failed"),
         SignozAlert(
             "HighLatency", f"histogram_quantile(0.95, sum by ({svc}, le) ({buckets}))",
-            "above", 1, "5m", "warning", "High latency on {{$labels.service.name}}",
+            "above", 1, "5m", "warning", "High latency on {{$service.name}}",
             "P95 request latency above 1 s for 5 minutes."),
         SignozAlert(
             "RateLimitExceeded", total("rate_limit_requests_total", svc, LIMITED),
-            "above", 10, "5m", "warning", "Rate limiting is frequently triggered on {{$labels.service.name}}",
+            "above", 10, "5m", "warning", "Rate limiting is frequently triggered on {{$service.name}}",
             "More than 10 requests per second are being rate limited."),
         SignozAlert(
             "WebSocketConnectionsDrop", f"max_over_time({websockets}[5m:30s])\n- {websockets}",
-            "above", 10, "2m", "warning", "WebSocket connections dropping on {{$labels.service.name}}",
+            "above", 10, "2m", "warning", "WebSocket connections dropping on {{$service.name}}",
             "More than 10 fewer WebSocket connections than the peak of the last 5 minutes."),
         SignozAlert(
             "DailyLossLimit", f"sum by ({svc}) ({d.sel('realized_pnl', base=False)})",
-            "below", -1000, "1m", "critical", "Daily loss limit approaching on {{$labels.service.name}}",
+            "below", -1000, "1m", "critical", "Daily loss limit approaching on {{$service.name}}",
             "Realized PnL since the app's day-boundary reset is below -1000 (quote currency)."),
         SignozAlert(
             "OtelCollectorDown", f"count by ({svc}) ({collector_uptime})", "below", 1, "1m", "critical",
@@ -985,75 +1115,87 @@ def signoz_alerts() -> list[SignozAlert]:
             absent_minutes=2),
         SignozAlert(
             "OtelExportDataLost", any_of("exporter_send_failed", collector, " > 0") + "\nor " + any_of("exporter_enqueue_failed", collector, " > 0"),
-            "above", 0, "1m", "critical", "Collector exporter {{$labels.exporter}} is dropping data",
+            "above", 0, "1m", "critical", "Collector exporter {{$exporter}} is dropping data",
             "Items failed to send after all retries or did not fit in the sending queue.",
             empty_when_healthy="a term is kept only while > 0, i.e. while data is lost"),
         SignozAlert(
             "OtelExporterStalled",
             f"sum by ({collector}) ({queue}) > 0\nunless on ({collector}) (\n{any_of('exporter_sent', collector, ' > 0')}\n)",
-            "above", 0, "5m", "warning", "Collector exporter {{$labels.exporter}} is not sending",
+            "above", 0, "5m", "warning", "Collector exporter {{$exporter}} is not sending",
             "Batches are queued and nothing was exported for 5 minutes (SigNoz unreachable?).",
             empty_when_healthy="non-empty only while batches wait and nothing is sent"),
         SignozAlert(
             "OtelExporterQueueNearlyFull", f"max by ({collector}, data_type) ({queue} / {capacity})",
-            "above", 0.8, "5m", "warning", "Collector sending queue of {{$labels.exporter}} is over 80% full",
+            "above", 0.8, "5m", "warning", "Collector sending queue of {{$exporter}} is over 80% full",
             "When the queue is full new data is dropped."),
         SignozAlert(
             "OtelCollectorRefusingData", any_of("receiver_refused", f'{svc}, {d.label("instance")}, receiver', " > 0"),
-            "above", 0, "5m", "warning", "Collector receiver {{$labels.receiver}} is refusing data",
+            "above", 0, "5m", "warning", "Collector receiver {{$receiver}} is refusing data",
             "The memory_limiter refuses data; the SDK retries, then drops.",
             empty_when_healthy="a term is kept only while > 0, i.e. while the memory_limiter refuses data"),
         SignozAlert(
             "OtelSdkSpansDropped", total("otel_sdk_processor_span_processed_total", svc, 'error_type="queue_full"'),
-            "above", 0, "2m", "warning", "{{$labels.service.name}} is dropping spans",
+            "above", 0, "2m", "warning", "{{$service.name}} is dropping spans",
             "Spans dropped because the SDK's export queue is full.", empty_when_healthy=DROPPED),
         SignozAlert(
             "OtelSdkLogsDropped", total("otel_sdk_processor_log_processed_total", svc, 'error_type="queue_full"'),
-            "above", 0, "2m", "warning", "{{$labels.service.name}} is dropping log records",
+            "above", 0, "2m", "warning", "{{$service.name}} is dropping log records",
             "Log records dropped because the SDK's export queue is full.", empty_when_healthy=DROPPED),
         SignozAlert(
             "ErrorReportsDropped", total("otel_trader_error_reports_dropped_total", svc),
-            "above", 0, "1m", "warning", "{{$labels.service.name}} dropped error reports",
+            "above", 0, "1m", "warning", "{{$service.name}} dropped error reports",
             "Error reports did not fit in the reporter's queue.", empty_when_healthy=DROPPED),
         SignozAlert(
             "ErrorReportsFailing", total("otel_trader_error_reports_total", svc, 'result="failed"'),
-            "above", 0, "5m", "warning", "{{$labels.service.name}} cannot deliver error reports",
+            "above", 0, "5m", "warning", "{{$service.name}} cannot deliver error reports",
             "Error reports fail to send to Telegram.",
             empty_when_healthy='result="failed" exists only once a report failed'),
     ]
 
 
 def signoz_rule(alert: SignozAlert) -> dict:
-    rule = {
+    """A rule as SigNoz v0.119.0's rule API takes it: version v5 (the query envelope), schema
+    v2alpha1 (thresholds, evaluation and notification settings in the rule), what its own
+    alert editor writes."""
+    condition: dict = {
+        "compositeQuery": {
+            "queryType": "promql",
+            "panelType": "graph",
+            "queries": [{"type": "promql", "spec": {"name": "A", "query": alert.query, "legend": "", "disabled": False}}],
+        },
+        "selectedQueryName": "A",
+        "thresholds": {"kind": "basic", "spec": [{
+            # the threshold's name is also the alert's severity label in SigNoz
+            "name": alert.severity,
+            "target": alert.target,
+            "targetUnit": "",
+            "op": _OPS[alert.op],
+            "matchType": ALL_THE_TIMES,
+            "channels": [],
+        }]},
+    }
+    states = ["firing"]
+    if alert.absent_minutes:
+        condition["alertOnAbsent"] = True
+        condition["absentFor"] = alert.absent_minutes
+        states.append("nodata")
+    return {
         "alert": alert.name,
         "alertType": "METRIC_BASED_ALERT",
         "ruleType": "promql_rule",
-        "version": "v4",
-        "evalWindow": alert.window,
-        "frequency": "1m",
-        "condition": {
-            "compositeQuery": {
-                "queryType": "promql",
-                "panelType": "graph",
-                "promQueries": {"A": {"name": "A", "query": alert.query, "legend": "", "disabled": False}},
-                "builderQueries": {},
-                "chQueries": {},
-            },
-            "op": _OPS[alert.op],
-            "target": alert.target,
-            # "2" = all the times: the condition held for the whole evalWindow (Prometheus' `for`)
-            "matchType": "2",
-            "selectedQueryName": "A",
+        "version": "v5",
+        "schemaVersion": "v2alpha1",
+        "condition": condition,
+        "evaluation": {"kind": "rolling", "spec": {"evalWindow": alert.window, "frequency": "1m"}},
+        "notificationSettings": {
+            "groupBy": [],
+            "usePolicy": False,
+            "renotify": {"enabled": True, "interval": RENOTIFY[alert.severity], "alertStates": states},
         },
         "labels": {"severity": alert.severity},
         "annotations": {"summary": alert.summary, "description": alert.description},
         "disabled": False,
-        "preferredChannels": [],
     }
-    if alert.absent_minutes:
-        rule["condition"]["alertOnAbsent"] = True
-        rule["condition"]["absentFor"] = alert.absent_minutes
-    return rule
 
 
 # -- output -------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ Sources (paths relative to the repository root):
 
 * ``monitoring/grafana/dashboards/*.json``  panel targets and ``label_values()`` variables
 * ``monitoring/prometheus/alerts/*.yml``    alerting rule ``expr``
-* ``signoz/dashboards/*.json``              PromQL widgets (SigNoz's OTel names)
-* ``signoz/alerts/*.json``                  PromQL alert rules
+* ``signoz/dashboards/*.json``              PromQL widgets (SigNoz's OTel names), and the
+  query-builder widgets of tables and pies as the selector each builder query reads
+  (:func:`builder_selector`)
+* ``signoz/alerts/*.json``                  PromQL alert rules (v5: ``condition.compositeQuery.queries``)
 
 ``Expr.dialect`` is ``"prometheus"`` (our Prometheus; Prometheus 2.42 parses it) or ``"signoz"``
 (UTF-8 quoted names such as ``{"otel.sdk.processor.span.processed"}``, which need the
@@ -71,8 +73,9 @@ class Expr:
     dialect: str  # prometheus | signoz
     file: str  # relative to the repository root
     where: str  # dashboard / panel / refId, or group / alert
-    expr: str  # as written, with $variables
+    expr: str  # as written, with $variables (a builder query: the selector it reads)
     empty_when_healthy: str | None = None
+    builder: bool = False  # a SigNoz query-builder query, not PromQL
 
     def test_variables(self) -> dict[str, str]:
         return GRAFANA_TEST_VARIABLES if self.dialect == "prometheus" else SIGNOZ_TEST_VARIABLES
@@ -114,7 +117,8 @@ def _builder_reasons() -> dict[tuple[str, str, str], str]:
         for panel in dash.panels:
             if panel.queries is None:
                 continue
-            for dialect in (builder.PROM, builder.SIGNOZ):
+            # a panel with query-builder queries for SigNoz has no SigNoz PromQL
+            for dialect in (builder.PROM,) if panel.signoz else (builder.PROM, builder.SIGNOZ):
                 for i, query in enumerate(panel.queries(dialect)):
                     if query.empty_when_healthy:
                         reasons[(dialect.name, dash.title, f"{panel.title} / {chr(65 + i)}")] = query.empty_when_healthy
@@ -157,6 +161,27 @@ def prometheus_rule_expressions(path: Path) -> list[Expr]:
     return out
 
 
+_FILTER_TERM = re.compile(r"""^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(\$\w+|'[^']*')\s*$""")
+
+
+def builder_selector(query: dict) -> str:
+    """The PromQL selector of the series a SigNoz query-builder metric query reads: its metric
+    (``aggregations[0].metricName``), its filter, and ``!=""`` for each group-by label (a table
+    row or pie slice per value needs the label). Only the filter form the generator writes
+    (``key = $var`` / ``key = 'text'`` joined by AND) is understood; anything else raises."""
+    (aggregation,) = query["aggregations"]
+    matchers = [json.dumps(aggregation["metricName"])]
+    expression = query.get("filter", {}).get("expression", "").strip()
+    for term in re.split(r"\s+AND\s+", expression) if expression else []:
+        found = _FILTER_TERM.match(term)
+        if not found:
+            raise ValueError(f"builder filter term {term!r} is not `key = $var` or `key = 'text'`")
+        key, value = found.groups()
+        matchers.append(f"{json.dumps(key)}={json.dumps(value.strip(chr(39)))}")
+    matchers += [f'{json.dumps(group["key"])}!=""' for group in query.get("groupBy", [])]
+    return "{" + ", ".join(matchers) + "}"
+
+
 def signoz_dashboard_expressions(path: Path, reasons: dict | None = None) -> list[Expr]:
     reasons = _builder_reasons() if reasons is None else reasons
     dash = json.loads(path.read_text(encoding="utf-8"))
@@ -164,14 +189,21 @@ def signoz_dashboard_expressions(path: Path, reasons: dict | None = None) -> lis
     out = []
     for widget in dash["widgets"]:
         query = widget.get("query")
-        if not query or query.get("queryType") != "promql":
+        if not query:
             continue
-        for promql in query["promql"]:
-            if promql.get("disabled"):
-                continue
-            where = f"{widget['title']} / {promql['name']}"
-            out.append(Expr("signoz-dashboard", "signoz", rel, f"{dash['title']} / {where}", promql["query"],
-                            reasons.get(("signoz", dash["title"], where))))
+        if query.get("queryType") == "promql":
+            for promql in query["promql"]:
+                if promql.get("disabled"):
+                    continue
+                where = f"{widget['title']} / {promql['name']}"
+                out.append(Expr("signoz-dashboard", "signoz", rel, f"{dash['title']} / {where}", promql["query"],
+                                reasons.get(("signoz", dash["title"], where))))
+        elif query.get("queryType") == "builder":
+            # disabled builder queries still run: they feed the widget's formula
+            for data in query["builder"]["queryData"]:
+                where = f"{widget['title']} / {data['queryName']}"
+                out.append(Expr("signoz-dashboard", "signoz", rel, f"{dash['title']} / {where}", builder_selector(data),
+                                reasons.get(("signoz", dash["title"], where)), builder=True))
     return out
 
 
@@ -179,10 +211,11 @@ def signoz_alert_expressions(path: Path, reasons: dict | None = None) -> list[Ex
     reasons = _builder_reasons() if reasons is None else reasons
     rule = json.loads(path.read_text(encoding="utf-8"))
     rel = str(path.relative_to(ROOT))
-    queries = rule["condition"]["compositeQuery"]["promQueries"]
-    return [Expr("signoz-alert", "signoz", rel, f"{rule['alert']} / {name}", q["query"],
+    envelopes = rule["condition"]["compositeQuery"]["queries"]
+    return [Expr("signoz-alert", "signoz", rel, f"{rule['alert']} / {e['spec']['name']}", e["spec"]["query"],
                  reasons.get(("signoz", "alert", rule["alert"])))
-            for name, q in sorted(queries.items()) if not q.get("disabled")]
+            for e in sorted(envelopes, key=lambda e: e["spec"]["name"])
+            if e["type"] == "promql" and not e["spec"].get("disabled")]
 
 
 def extract_all(root: Path = ROOT) -> list[Expr]:
@@ -224,7 +257,8 @@ def build_v3_parser(out_dir: Path, timeout: float = 600.0) -> Path:
 
 
 def parse_v3(binary: Path, exprs: list[str], timeout: float = 60.0) -> list[dict]:
-    """Parse with Prometheus 3's parser: one {"error"} or {"selectors": [...]} per expression."""
+    """Parse with Prometheus 3's parser: one {"error"} or {"selectors": [...], "labels": [...]}
+    per expression ("labels": the result's label names where the expression fixes them)."""
     result = subprocess.run([str(binary)], input=json.dumps(exprs), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"promqlparse failed: {result.stderr}")

@@ -132,7 +132,7 @@ def test_provisioning_matches_the_dashboards() -> None:
 @pytest.mark.parametrize("path", SIGNOZ_DASHBOARDS, ids=lambda p: p.name)
 def test_signoz_dashboard_is_well_formed(path: Path) -> None:
     dash = json.loads(path.read_text())
-    assert dash["version"] == "v4" and dash["title"]
+    assert dash["version"] == builder.SIGNOZ_DASHBOARD_VERSION and dash["title"]
     widget_ids = [w["id"] for w in dash["widgets"]]
     assert len(set(widget_ids)) == len(widget_ids)
     assert sorted(item["i"] for item in dash["layout"]) == sorted(widget_ids), "layout and widgets must match one to one"
@@ -149,8 +149,13 @@ def test_signoz_dashboard_is_well_formed(path: Path) -> None:
             continue
         assert widget["panelTypes"] in {"graph", "value", "pie", "table"}
         query = widget["query"]
-        assert query["queryType"] == "promql"
-        assert query["promql"] and all(q["query"].strip() and q["name"] for q in query["promql"])
+        # what SigNoz's editor offers per panel type: test_signoz_schema.py
+        if widget["panelTypes"] in builder.SIGNOZ_PROMQL_PANELS:
+            assert query["queryType"] == "promql"
+            assert query["promql"] and all(q["query"].strip() and q["name"] for q in query["promql"])
+        else:
+            assert query["queryType"] == "builder"
+            assert query["builder"]["queryData"] and all(q["aggregations"][0]["metricName"] for q in query["builder"]["queryData"])
     for var_id, var in dash["variables"].items():
         assert var["id"] == var_id and var["type"] in {"QUERY", "TEXTBOX", "CUSTOM"}
 
@@ -179,8 +184,10 @@ def test_signoz_rules_mirror_the_prometheus_alerts() -> None:
         assert rule["ruleType"] == "promql_rule" and rule["alertType"] == "METRIC_BASED_ALERT"
         condition = rule["condition"]
         assert condition["compositeQuery"]["queryType"] == "promql"
-        assert condition["compositeQuery"]["promQueries"]["A"]["query"].strip()
-        assert condition["op"] in {"1", "2"} and isinstance(condition["target"], (int, float))
-        assert condition["matchType"] == "2" and condition["selectedQueryName"] == "A"
-        assert rule["labels"]["severity"] in {"critical", "warning"}
+        (query,) = condition["compositeQuery"]["queries"]
+        assert query["type"] == "promql" and query["spec"]["name"] == "A" and query["spec"]["query"].strip()
+        (threshold,) = condition["thresholds"]["spec"]
+        assert threshold["op"] in {"1", "2"} and isinstance(threshold["target"], (int, float))
+        assert threshold["matchType"] == "2" and condition["selectedQueryName"] == "A"
+        assert rule["labels"]["severity"] in {"critical", "warning"} and threshold["name"] == rule["labels"]["severity"]
     assert set(signoz) == prometheus

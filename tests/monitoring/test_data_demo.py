@@ -89,6 +89,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[Sta
             'count_over_time(http_requests_total{via="collector", job="trader-api"}[1m])',
             'count_over_time(http_requests_total{via="direct", job="trader-api"}[1m])',
             'count_over_time(orders_total{via="collector", job="trader-api"}[1m])',
+            # the limiter refuses only once a round's burst exceeds its bucket
+            'count_over_time(rate_limit_requests_total{via="collector", job="trader-api", status="limited"}[1m])',
             'count_over_time(otelcol_exporter_sent_spans_total{job="otel-collector-self"}[1m])',
         ])
         yield stack

@@ -36,16 +36,28 @@ def _walk(node: object, key: str) -> list[str]:
     return found
 
 
+def _count_key(node: object, key: str) -> int:
+    """How many objects anywhere in a JSON tree have `key`."""
+    if isinstance(node, dict):
+        return (key in node) + sum(_count_key(v, key) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_key(item, key) for item in node)
+    return 0
+
+
 def test_extractor_finds_every_expression() -> None:
     """Counted independently: every "expr" in the Grafana JSON, every non-empty "query" in SigNoz
-    promql lists and rules; a nested or new place the extractor did not know would differ."""
+    promql lists and rules, every SigNoz query-builder query (an object with "aggregations"); a
+    nested or new place the extractor did not know would differ."""
     grafana = sum(len(_walk(json.loads(p.read_text()), "expr")) for p in GRAFANA_DASHBOARDS.glob("*.json"))
     assert grafana == sum(1 for e in EXPRESSIONS if e.source == "grafana")
-    signoz = 0
+    signoz = builder_queries = 0
     for path in [*SIGNOZ_DASHBOARDS.glob("*.json"), *SIGNOZ_ALERTS.glob("*.json")]:
         doc = json.loads(path.read_text())
         signoz += len([q for q in _walk(doc, "query") if q.strip() and not q.startswith("SELECT")])
-    assert signoz == len(SIGNOZ_SIDE)
+        builder_queries += _count_key(doc, "aggregations")
+    assert builder_queries == sum(1 for e in SIGNOZ_SIDE if e.builder) > 0
+    assert signoz + builder_queries == len(SIGNOZ_SIDE)
     assert sum(1 for e in EXPRESSIONS if e.source == "prometheus-rule") == 15
     assert len(EXPRESSIONS) > 150
 
