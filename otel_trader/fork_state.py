@@ -90,6 +90,8 @@ def _reset_reader(reader: Any) -> None:
         pending = getattr(collector, "_metrics_datas", None)
         if pending is not None:
             pending.clear()
+        if collector is not None and hasattr(collector, "_collect_lock"):  # a parent thread may hold it
+            collector._collect_lock = threading.Lock()
         if hasattr(reader, "_metrics_data"):  # InMemoryMetricReader
             reader._metrics_data = None
             reader._lock = threading.RLock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 __all__ = ["MetricsEndpoint", "build_prometheus_reader"]
@@ -34,6 +35,9 @@ class _DeduplicatingCollector:
         self._inner = inner
         self._registry = registry
         self._warned: set[str] = set()
+        # The reader's collector drains one queue per collection: two collections at once (a
+        # scrape and the multi-worker snapshot thread) would split or repeat its data.
+        self._collect_lock = threading.Lock()
 
     def describe(self) -> list[Any]:
         """No names up front (like the reader's own collector): registering must not collect."""
@@ -59,7 +63,9 @@ class _DeduplicatingCollector:
 
     def collect(self) -> Any:
         taken = self._taken()
-        for family in self._inner.collect():
+        with self._collect_lock:
+            families = list(self._inner.collect())
+        for family in families:
             if family.name in taken or f"{family.name}_total" in taken:
                 if family.name not in self._warned:
                     self._warned.add(family.name)

@@ -70,9 +70,11 @@ def instrument_fastapi(app: Any, manager: TelemetryManager) -> None:
                 config.metrics_path,
             )
         else:
-            app.add_route(
-                config.metrics_path, MetricsEndpoint(manager.prometheus_registry), include_in_schema=False
-            )
+            from ..multiprocess import install as share_between_workers
+
+            # Under several workers each scrape reaches one of them: serve the merge of all.
+            served = share_between_workers(app, manager)
+            app.add_route(config.metrics_path, MetricsEndpoint(served), include_in_schema=False)
 
 
 #: Families the middleware emits; an application metric of the same name is found at start-up.

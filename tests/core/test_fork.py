@@ -211,8 +211,11 @@ def test_uvicorn_workers_each_get_their_own_instance(tmp_path: Path) -> None:
                 time.sleep(0.1)
                 continue
             if response.status_code == 200:
-                labels = target_info(response.text)
-                seen[labels["service_instance_id"]] = labels["process_pid"]
+                # /metrics merges the workers: one target_info per worker, labelled with its pid.
+                for family in text_string_to_metric_families(response.text):
+                    for sample in family.samples if family.name == "target_info" else ():
+                        assert sample.labels["worker"] == sample.labels["process_pid"]
+                        seen[sample.labels["service_instance_id"]] = sample.labels["process_pid"]
         assert len(seen) == 2, f"saw only {seen} after 30 s"
         assert len(set(seen.values())) == 2
     finally:
