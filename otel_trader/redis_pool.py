@@ -1,17 +1,6 @@
 """RedisPoolMonitor: redis-py connection pool gauges, PING latency and per-operation timings.
 
-Seed 000's names, each labelled with the pool's name (``pool``):
-
-==========================================  =========  ===============================================
-Prometheus name                             type       meaning
-==========================================  =========  ===============================================
-``redis_pool_max_connections``              gauge      the pool's ``max_connections``
-``redis_pool_active_connections``           gauge      connections checked out right now
-``redis_pool_utilization_percent``          gauge      active / max × 100
-``redis_connection_latency_ms``             gauge      round trip of the last successful ``health_check()`` PING
-``redis_operation_duration_seconds``        histogram  ``pool``, ``operation``; timed with :meth:`RedisPoolMonitor.operation`
-``redis_operation_errors_total``            counter    ``pool``, ``operation``, ``error_type``
-==========================================  =========  ===============================================
+Metric names and labels (each series has the pool's name, ``pool``): :mod:`otel_trader.metric_catalog`.
 
 The pool gauges are observable instruments: they are read from the pool when metrics are
 exported (each Prometheus scrape, each OTLP export), so the seed's "call the health endpoint

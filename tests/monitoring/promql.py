@@ -106,23 +106,24 @@ _LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.+),\s*(?P<label>[A-
 
 
 def _builder_reasons() -> dict[tuple[str, str, str], str]:
-    """(dialect, dashboard title, panel title + ref) -> empty_when_healthy, from the builder."""
-    sys.path.insert(0, str(ROOT / "monitoring" / "grafana"))
-    try:
-        import build_dashboards as builder
-    finally:
-        sys.path.pop(0)
+    """(dialect, dashboard title, panel title + ref) -> empty_when_healthy, from the generator."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from monitoring.generate.alerts import ALERTS
+    from monitoring.generate.dashboards import dashboards
+    from monitoring.generate.dialect import PROM, SIGNOZ
+
     reasons: dict[tuple[str, str, str], str] = {}
-    for dash in builder.dashboards():
+    for dash in dashboards():
         for panel in dash.panels:
             if panel.queries is None:
                 continue
             # a panel with query-builder queries for SigNoz has no SigNoz PromQL
-            for dialect in (builder.PROM,) if panel.signoz else (builder.PROM, builder.SIGNOZ):
+            for dialect in (PROM,) if panel.signoz else (PROM, SIGNOZ):
                 for i, query in enumerate(panel.queries(dialect)):
                     if query.empty_when_healthy:
                         reasons[(dialect.name, dash.title, f"{panel.title} / {chr(65 + i)}")] = query.empty_when_healthy
-    for alert in builder.signoz_alerts():
+    for alert in ALERTS:
         if alert.empty_when_healthy:
             reasons[("signoz", "alert", alert.name)] = alert.empty_when_healthy
     return reasons

@@ -1,7 +1,8 @@
-"""The generated dashboards and SigNoz rules: committed JSON = generator output, and well-formed.
+"""The generated files (dashboards, alert rules, doc tables): committed = generator output, and well-formed.
 
-The generator runs into a temp dir and every file is compared byte for byte with the
-committed one, so a hand edit of the JSON (or a builder change without regenerating) fails.
+The generator (``python -m monitoring.generate``) runs into a temp dir and every file is compared
+byte for byte with the committed one, so a hand edit of generated output (or a generator change
+without regenerating) fails.
 """
 
 from __future__ import annotations
@@ -15,39 +16,68 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILDER = ROOT / "monitoring" / "grafana" / "build_dashboards.py"
 GRAFANA = ROOT / "monitoring" / "grafana"
 SIGNOZ = ROOT / "signoz"
+RULES = ROOT / "monitoring" / "prometheus" / "alerts"
 
-sys.path.insert(0, str(BUILDER.parent))
-import build_dashboards as builder  # noqa: E402
-
-sys.path.pop(0)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from monitoring.generate import alerts, cli, grafana, model, signoz  # noqa: E402
 
 GRAFANA_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 SIGNOZ_DASHBOARDS = sorted((SIGNOZ / "dashboards").glob("*.json"))
 SIGNOZ_RULES = sorted((SIGNOZ / "alerts").glob("*.json"))
+RULE_FILES = sorted(RULES.glob("*.yml"))
+DOCUMENTS = [ROOT / "docs" / "DESIGN.md", ROOT / "monitoring" / "README.md"]
+REGENERATE = "run `make dashboards` (python -m monitoring.generate)"
 
 
-def test_committed_json_is_what_the_builder_generates(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(BUILDER), "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+def test_committed_files_are_what_the_generator_writes(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "monitoring.generate", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
-    committed = sorted(p.relative_to(ROOT) for p in [*GRAFANA_FILES, *SIGNOZ_DASHBOARDS, *SIGNOZ_RULES])
-    assert generated == committed, "generated and committed file sets differ: run `python monitoring/grafana/build_dashboards.py`"
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(ROOT) for p in [*GRAFANA_FILES, *SIGNOZ_DASHBOARDS, *SIGNOZ_RULES, *RULE_FILES, *DOCUMENTS])
+    assert generated == committed, f"generated and committed file sets differ: {REGENERATE}"
     for rel in generated:
-        assert (tmp_path / rel).read_bytes() == (ROOT / rel).read_bytes(), (
-            f"{rel} is stale: run `python monitoring/grafana/build_dashboards.py`")
+        assert (tmp_path / rel).read_bytes() == (ROOT / rel).read_bytes(), f"{rel} is stale: {REGENERATE}"
 
 
-def test_check_mode_detects_a_stale_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("victim", ["monitoring/grafana/dashboards/api-performance.json",
+                                    "monitoring/prometheus/alerts/trader.yml", "docs/DESIGN.md"])
+def test_check_mode_detects_a_stale_file(tmp_path: Path, victim: str) -> None:
     """--check (the `make dashboards-check` command) passes on fresh output and fails on an edit."""
-    builder.write(tmp_path)
-    assert builder.main(["--check", "--out", str(tmp_path)]) == 0
-    victim = tmp_path / "monitoring/grafana/dashboards/api-performance.json"
-    victim.write_text(victim.read_text().replace("P95 Latency", "P95 latency (edited)"))
-    assert builder.main(["--check", "--out", str(tmp_path)]) == 1
+    cli.write(tmp_path)
+    assert cli.main(["--check", "--out", str(tmp_path)]) == 0
+    path = tmp_path / victim
+    text = path.read_text()
+    edited = text.replace("P95 Latency", "P95 latency (edited)").replace("for: 5m", "for: 6m").replace(
+        "| `orders_total` |", "| `orders` |")
+    assert edited != text
+    path.write_text(edited)
+    assert cli.main(["--check", "--out", str(tmp_path)]) == 1
+
+
+def test_check_mode_detects_a_file_that_is_not_generated(tmp_path: Path) -> None:
+    cli.write(tmp_path)
+    (tmp_path / "monitoring/prometheus/alerts/extra.yml").write_text("groups: []\n")
+    assert cli.stale(tmp_path) == ["monitoring/prometheus/alerts/extra.yml (not generated: remove it)"]
+
+
+def test_rule_files_read_back_as_described() -> None:
+    """The hand-written YAML of the generator means what the alert description says."""
+    rules = {}
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                rules[rule["alert"]] = (group["name"], rule)
+    assert sorted(rules) == sorted(a.name for a in alerts.ALERTS)
+    for alert in alerts.ALERTS:
+        group, rule = rules[alert.name]
+        assert group == alert.group
+        assert rule == {"alert": alert.name, "expr": alert.prometheus_expr(), "for": alert.for_,
+                        "labels": {"severity": alert.severity},
+                        "annotations": {"summary": alert.summary, "description": alert.description}}
 
 
 def test_four_dashboards_per_backend() -> None:
@@ -93,7 +123,7 @@ def _overlaps(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("path", GRAFANA_FILES, ids=lambda p: p.name)
 def test_grafana_dashboard_is_well_formed(path: Path) -> None:
     dash = json.loads(path.read_text())
-    assert dash["schemaVersion"] == builder.SCHEMA_VERSION
+    assert dash["schemaVersion"] == grafana.SCHEMA_VERSION
     assert dash["uid"].startswith("otel-trader-") and len(dash["uid"]) <= 40
     assert dash["id"] is None, "provisioned dashboards must not carry a database id"
     panels = dash["panels"]
@@ -108,22 +138,22 @@ def test_grafana_dashboard_is_well_formed(path: Path) -> None:
         if panel["type"] == "row":
             continue
         assert panel["type"] in {"timeseries", "stat", "gauge", "piechart", "bargauge"}
-        assert panel["datasource"] == {"type": "prometheus", "uid": builder.DATASOURCE_UID}
+        assert panel["datasource"] == {"type": "prometheus", "uid": model.DATASOURCE_UID}
         assert panel["targets"], panel["title"]
         refs = [t["refId"] for t in panel["targets"]]
         assert len(set(refs)) == len(refs)
         for target in panel["targets"]:
             assert target["expr"].strip() and target["refId"]
-            assert target["datasource"]["uid"] == builder.DATASOURCE_UID
+            assert target["datasource"]["uid"] == model.DATASOURCE_UID
     for var in dash["templating"]["list"]:
         if var["type"] == "query":
-            assert var["datasource"]["uid"] == builder.DATASOURCE_UID
+            assert var["datasource"]["uid"] == model.DATASOURCE_UID
 
 
 def test_provisioning_matches_the_dashboards() -> None:
     datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
     (datasource,) = datasources["datasources"]
-    assert datasource["uid"] == builder.DATASOURCE_UID and datasource["type"] == "prometheus"
+    assert datasource["uid"] == model.DATASOURCE_UID and datasource["type"] == "prometheus"
     providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "otel-trader.yml").read_text())
     (provider,) = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
@@ -132,7 +162,7 @@ def test_provisioning_matches_the_dashboards() -> None:
 @pytest.mark.parametrize("path", SIGNOZ_DASHBOARDS, ids=lambda p: p.name)
 def test_signoz_dashboard_is_well_formed(path: Path) -> None:
     dash = json.loads(path.read_text())
-    assert dash["version"] == builder.SIGNOZ_DASHBOARD_VERSION and dash["title"]
+    assert dash["version"] == signoz.SIGNOZ_DASHBOARD_VERSION and dash["title"]
     widget_ids = [w["id"] for w in dash["widgets"]]
     assert len(set(widget_ids)) == len(widget_ids)
     assert sorted(item["i"] for item in dash["layout"]) == sorted(widget_ids), "layout and widgets must match one to one"
@@ -150,7 +180,7 @@ def test_signoz_dashboard_is_well_formed(path: Path) -> None:
         assert widget["panelTypes"] in {"graph", "value", "pie", "table"}
         query = widget["query"]
         # what SigNoz's editor offers per panel type: test_signoz_schema.py
-        if widget["panelTypes"] in builder.SIGNOZ_PROMQL_PANELS:
+        if widget["panelTypes"] in signoz.SIGNOZ_PROMQL_PANELS:
             assert query["queryType"] == "promql"
             assert query["promql"] and all(q["query"].strip() and q["name"] for q in query["promql"])
         else:

@@ -190,3 +190,31 @@ def test_signoz_stores_otel_names_not_prometheus_names(stack: Stack) -> None:
     # the collector's own metrics (signoz/otelcol-telemetry.yaml): no _total, no unit suffix
     assert {"otelcol_exporter_sent_spans", "otelcol_process_memory_rss"} <= names
     assert "otelcol_exporter_sent_spans_total" not in names
+
+
+def test_collector_metrics_are_the_catalogs(stack: Stack) -> None:
+    """The collector's rows of otel_trader/metric_catalog.py, which the app-side catalog test cannot
+    see: each is in Prometheus under its Prometheus name with the catalog's labels (self-metrics
+    from :8888, span metrics from :8889), and the self-metrics are in the sink under their OTel
+    names (span metrics go to Prometheus only)."""
+    from otel_trader import metric_catalog as mc
+
+    collector = [m for m in mc.CATALOG if m.source == mc.COLLECTOR]
+    wrong = [m.prom for m in collector if any(p.search(m.prom) for p in ONLY_WHEN_WRONG)]
+    stored = {labels["__name__"] for labels in signoz_series(stack.sink.file)}
+    problems = []
+    for metric in collector:
+        if metric.prom in wrong:
+            continue
+        name = f"{metric.prom}_count" if metric.prom_type == "histogram" else metric.prom
+        series = stack.prometheus.query(f'{{__name__="{name}"}}')
+        labels = {key for s in series for key in s["metric"]}
+        if not series:
+            problems.append(f"{name}: no series in Prometheus")
+        elif not set(metric.label_names) <= labels:
+            problems.append(f"{name}: labels {sorted(labels)} lack {sorted(set(metric.label_names) - labels)}")
+        otel = f"{metric.otel}.count" if metric.prom_type == "histogram" else metric.otel
+        if (otel in stored) != metric.prom.startswith("otelcol_"):
+            problems.append(f"{otel}: {'in' if otel in stored else 'not in'} what SigNoz would store")
+    assert not problems, "\n".join(problems)
+    assert len(wrong) == 3  # enqueue_failed_{spans,metric_points,log_records}: test_data_e2e_outage.py

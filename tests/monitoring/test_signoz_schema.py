@@ -36,10 +36,9 @@ from signoz_schema import (
     template_data_labels,
 )
 
-sys.path.insert(0, str(ROOT / "monitoring" / "grafana"))
-import build_dashboards as builder  # noqa: E402
-
-sys.path.pop(0)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from monitoring.generate import catalog  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RULES = sorted(SIGNOZ_ALERTS.glob("*.json"))
@@ -100,8 +99,8 @@ def test_rule_texts_name_labels_the_alert_series_carries(v3_parser: Path) -> Non
 def test_builder_widgets_query_what_the_grafana_panel_queries() -> None:
     """A table/pie rewritten as query-builder queries keeps the panel's meaning: the metrics and
     group-by labels of the Grafana panel of the same title (Prometheus names mapped to OTel)."""
-    otel_to_prom = {m.otel: m.prom for m in builder.METRICS.values()}
-    label_to_prom = {v: k for k, v in builder.SIGNOZ_LABELS.items()}
+    otel_to_prom = {m.otel: m.prom for m in catalog.METRICS.values()}
+    label_to_prom = {v: k for k, v in catalog.SIGNOZ_LABELS.items()}
     grafana = {}
     for path in (ROOT / "monitoring" / "grafana" / "dashboards").glob("*.json"):
         for panel in _load(path)["panels"]:
