@@ -24,6 +24,7 @@ __all__ = ["SUBCOMMANDS", "main"]
 SUBCOMMANDS: dict[str, str] = {
     "demo": "otel_trader.demo.runner",
     "collector": "otel_trader.collector_cli",
+    "traces": "otel_trader.traces.cli",
 }
 
 

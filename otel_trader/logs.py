@@ -2,17 +2,20 @@
 
 Every ``logging.LogRecord`` gets ``trace_id`` and ``span_id`` (hex, or ``"0"`` outside a span),
 so a plain formatter like ``%(trace_id)s`` works; exported records carry the trace context too.
+:class:`TraceFormatter` ends the lines of records made inside a trace with how to open it:
+``otel-trader traces --trace-id <id>`` and, with ``SIGNOZ_URL`` set, the SigNoz link.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
 from opentelemetry import trace
 
-__all__ = ["install_log_correlation", "install_log_export"]
+__all__ = ["TraceFormatter", "install_log_correlation", "install_log_export"]
 
 _installed_factory: Any = None
 
@@ -38,6 +41,38 @@ def install_log_correlation() -> None:
     _installed_factory = factory
 
 
+class TraceFormatter(logging.Formatter):
+    """A :class:`logging.Formatter` whose lines for records inside a trace say how to open it.
+
+    ``… order failed  [trace: otel-trader traces --trace-id 4bf9… · https://signoz/trace/4bf9…]``.
+    The hint goes on the record's first line, before any traceback, so the line naming the
+    error names its trace. The SigNoz link appears when ``signoz_url`` (default ``$SIGNOZ_URL``)
+    is set. Records without a trace id (outside a span, or made before log correlation was
+    installed) are formatted as by the base class.
+    """
+
+    def __init__(self, *args: Any, signoz_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        url = signoz_url if signoz_url is not None else os.environ.get("SIGNOZ_URL", "").strip()
+        self.signoz_url = url.rstrip("/") or None
+
+    def trace_hint(self, trace_id: str) -> str:
+        """``[trace: otel-trader traces --trace-id <id> · <SigNoz link>]``."""
+        from .traces import local_command
+
+        link = f" · {self.signoz_url}/trace/{trace_id}" if self.signoz_url else ""
+        return f"[trace: {local_command(trace_id)}{link}]"
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The base class's text, with :meth:`trace_hint` at the end of its first line."""
+        text = super().format(record)
+        trace_id = getattr(record, "trace_id", None)
+        if not isinstance(trace_id, str) or len(trace_id) != 32 or trace_id == "0" * 32:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first}  {self.trace_hint(trace_id)}{newline}{rest}"
+
+
 class _StderrFallback(logging.Handler):
     """otel-trader's own warnings on stderr while the application has not configured logging.
 
@@ -61,7 +96,9 @@ class _StderrFallback(logging.Handler):
 def _install_stderr_fallback() -> None:
     package_logger = logging.getLogger("otel_trader")
     if not any(isinstance(h, _StderrFallback) for h in package_logger.handlers):
-        package_logger.addHandler(_StderrFallback(logging.WARNING))
+        fallback = _StderrFallback(logging.WARNING)
+        fallback.setFormatter(TraceFormatter())
+        package_logger.addHandler(fallback)
 
 
 def install_log_export(resource: Any, exporter: Any, config: Any, meter_provider: Any) -> Any:

@@ -17,6 +17,7 @@ import sys
 from datetime import datetime, timezone
 
 from ..redaction import REDACTED, is_sensitive_key, redact_text
+from ..traces import local_command
 from .dedup import FollowUp
 from .report import ErrorReport
 
@@ -164,11 +165,14 @@ def _header(
         )
     if report.trace_id:
         trace_id = escape(report.trace_id)
+        # The terminal command holds the id, so without SigNoz it is the whole line.
+        local = f"<code>{escape(local_command(report.trace_id))}</code>"
         if signoz_url:
             href = html.escape(f"{signoz_url.rstrip('/')}/trace/{report.trace_id}", quote=True)
             lines.append(f'<b>Trace:</b> <a href="{href}">{trace_id}</a>')
+            lines.append(f"<b>Locally:</b> {local}")
         else:
-            lines.append(f"<b>Trace:</b> <code>{trace_id}</code>")
+            lines.append(f"<b>Trace:</b> {local}")
     items = report.context[: max(1, int(10 * scale))]
     if items:
         lines.append("<b>Context:</b>")

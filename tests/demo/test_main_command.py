@@ -162,6 +162,23 @@ def _check_collector_run(out: str, err: str, run_dir: Path) -> None:
     assert parent["kind"] == 3  # SPAN_KIND_CLIENT: the httpx call
     names = {s["name"] for svc, s in spans if svc == API_SERVICE and s["traceId"] == crossing[0]["traceId"]}
     assert {"POST /orders", "trading.order"} <= names, names
+    _check_drawn_traces(out)
+
+
+def _check_drawn_traces(out: str) -> None:
+    # The summary ends with two waterfalls drawn from the collector's output: an order's
+    # request → exchange call → SQL → Redis, and a trace with an error; then how to follow live.
+    tail = out[out.index("\nslowest trace") :]
+    slowest, _, error = tail.partition("\na trace with an error:\n")
+    assert re.search(r"^POST /orders +201 ", slowest, re.M), slowest
+    assert re.search(r"POST\b.* 127\.0\.0\.1:\d+\S* +200 ", slowest), slowest  # the exchange call
+    assert re.search(r"POST /api/v3/order +\[mock-exchange\]", slowest), slowest
+    assert re.search(r"^[├└]─ INSERT demo_orders +sqlite", slowest, re.M), slowest
+    if shutil.which("redis-server"):  # the demo starts a private one when it is installed
+        assert re.search(r"^[├└]─ SET +redis", slowest, re.M), slowest
+    assert re.search(r" ERROR$", error, re.M) and re.search(r"^trace [0-9a-f]{32} .* [\d,]+ errors?$", error, re.M), error
+    assert "\x1b" not in tail  # stdout is a pipe here
+    assert re.search(r"^  otel-trader traces --follow .*signoz-sink\.jsonl$", tail, re.M), tail
 
 
 def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:

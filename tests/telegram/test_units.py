@@ -123,6 +123,20 @@ def test_fit_middle_keeps_head_and_tail() -> None:
     assert to_plain_text("<b>a &lt; b</b>") == "a < b"
 
 
+def test_reports_say_how_to_open_the_trace_locally_and_in_signoz() -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    report = _report("boom", trace_id=trace_id)
+    local = f"<code>otel-trader traces --trace-id {trace_id}</code>"
+    linked = format_report(report, service="s", environment="e", signoz_url="https://signoz.example.com")
+    assert f'<b>Trace:</b> <a href="https://signoz.example.com/trace/{trace_id}">{trace_id}</a>\n' in linked
+    assert f"\n<b>Locally:</b> {local}\n" in linked
+    # Without SigNoz one short line: the command carries the id.
+    plain = format_report(report, service="s", environment="e")
+    assert f"\n<b>Trace:</b> {local}\n" in plain and plain.count(trace_id) == 1
+    assert parse_html(linked)[0] is None and parse_html(plain)[0] is None
+    assert "otel-trader traces" not in format_report(_report("boom"), service="s", environment="e")
+
+
 def test_settings_errors_name_variable_value_and_accepted(
     monkeypatch: pytest.MonkeyPatch, reset_otel: None
 ) -> None:
