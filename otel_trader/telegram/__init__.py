@@ -12,8 +12,10 @@ httpx is imported only when a reporter starts (``pip install otel-trader[httpx]`
 
 from __future__ import annotations
 
+from .connection import ConnectionResult
 from .handler import TelegramLogHandler
-from .reporter import ConnectionResult, TelegramErrorReporter, get_error_reporter, set_error_reporter
+from .process import get_error_reporter, set_error_reporter
+from .reporter import TelegramErrorReporter
 from .settings import TelegramSettings
 
 __all__ = [

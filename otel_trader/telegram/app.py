@@ -13,7 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .reporter import TelegramErrorReporter, get_error_reporter
+from .process import get_error_reporter
+from .reporter import TelegramErrorReporter
 
 if TYPE_CHECKING:
     from ..manager import TelemetryManager

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .reporter import TelegramErrorReporter, current_reporter
+from .process import current_reporter
+from .reporter import TelegramErrorReporter
 
 __all__ = ["TelegramLogHandler"]
 

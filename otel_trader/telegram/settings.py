@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from ..settings import ConfigError, EnvSettings, _split_list, env_vars
+from ..settings import ConfigError, EnvSettings, env_vars
 
 __all__ = ["TelegramSettings"]
 
@@ -123,7 +123,7 @@ class TelegramSettings(EnvSettings):
     @classmethod
     def _split_chats(cls, value: Any) -> Any:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
-            value = _split_list(str(value))
+            value = str(value).split(",")  # a comma list, as every list variable
         if isinstance(value, (list, tuple)):
             return [str(v).strip() for v in value if str(v).strip()]
         return value

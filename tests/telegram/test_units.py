@@ -184,7 +184,7 @@ def test_get_error_reporter_follows_the_environment(
 ) -> None:
     from otel_trader.telegram import set_error_reporter
 
-    assert get_error_reporter() is None  # not configured: the seed's `if error_reporter:` skips
+    assert get_error_reporter() is None  # not configured: the guides' `if error_reporter:` guards skip
     set_error_reporter(None)
     monkeypatch.setenv("TELEGRAM_ERROR_REPORTING_ENABLED", "true")
     monkeypatch.setenv("TELEGRAM_TOKEN", TOKEN)
@@ -196,6 +196,28 @@ def test_get_error_reporter_follows_the_environment(
     assert reporter.settings.chat_ids == ["1001", "1002"] and reporter.settings.dedup_minutes == 10
     assert reporter.signoz_url == "https://signoz.example.com"
     assert otel_trader.get_error_reporter is get_error_reporter
+
+
+def test_install_gives_the_reporter_its_service_identity(
+    monkeypatch: pytest.MonkeyPatch, fake_telegram: object
+) -> None:
+    from otel_trader import TelemetryConfig, TelemetryManager
+    from otel_trader.telegram.identity import ServiceIdentity
+
+    for name in ("DEPLOYMENT_ENVIRONMENT", "SIGNOZ_URL"):
+        monkeypatch.delenv(name, raising=False)
+    manager = TelemetryManager(
+        TelemetryConfig(service_name="bot", environment="staging", signoz_url="https://signoz.example.com")
+    )
+    reporter = TelegramErrorReporter(TOKEN, ["1001"])
+    # Not installed: its own settings and the defaults; the process's telemetry is not looked up.
+    assert reporter.identity == ServiceIdentity("unknown_service:python", "development", None)
+    assert reporter.install(manager, middleware_added=True) is reporter
+    assert reporter.identity == ServiceIdentity("bot", "staging", "https://signoz.example.com")
+    assert reporter.hook in manager.error_hooks
+    # The reporter's own settings win over the manager's.
+    explicit = TelegramErrorReporter(TOKEN, ["1001"], service_name="api").install(manager, middleware_added=True)
+    assert (explicit.service_name, explicit.environment) == ("api", "staging")
 
 
 def test_metric_names_at_metrics_endpoint(telemetry, fake_telegram: object) -> None:
