@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -19,7 +20,14 @@ _LIBRARIES = {
     "httpx": ("httpx", "httpx"),
     "sqlalchemy": ("sqlalchemy", "sqlalchemy"),
     "redis": ("redis", "redis"),
+    "aiohttp": ("aiohttp", "aiohttp"),
+    "requests": ("requests", "requests"),
+    "ccxt": ("ccxt", "ccxt"),
+    "websockets": ("websockets", "websockets"),
 }
+#: Instrumented when their library is first imported (see on_import.py), so only looked up
+#: here: importing them to find out would cost every service that has them installed.
+_ON_IMPORT = frozenset({"aiohttp", "requests", "ccxt", "websockets"})
 
 
 def instrument_libraries(
@@ -35,12 +43,19 @@ def instrument_libraries(
         if not config.integration_enabled(name):
             continue
         try:
-            importlib.import_module(library)
-        except ImportError:
+            if name in _ON_IMPORT:
+                if importlib.util.find_spec(library) is None:
+                    continue
+            else:
+                importlib.import_module(library)
+        except (ImportError, ValueError):
             continue
         try:
             integration = importlib.import_module(f"{__name__}.{module}")
-            undo.append(integration.instrument(tracer_provider, meter_provider))
+            if name in _ON_IMPORT:
+                undo.append(integration.instrument(tracer_provider, meter_provider, config))
+            else:
+                undo.append(integration.instrument(tracer_provider, meter_provider))
         except Exception as exc:  # an integration must never take the application down
             logger.warning("otel-trader: could not instrument %s: %s", name, exc)
     return undo

@@ -1,0 +1,68 @@
+"""requests client spans (ccxt's sync transport): one CLIENT span per request, URL scrubbed.
+
+The same conventions as :mod:`.aiohttp`: stable HTTP attributes, span name ``{method}
+{url.template}``, ``url.full`` scrubbed in the process, trace context only to our own hosts,
+no bodies or headers recorded. requests is not imported here (see :mod:`.on_import`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from .http_client import (
+    PropagationPolicy,
+    install_propagation_gate,
+    name_client_span,
+    policy_from,
+    shared_meter_provider,
+    skip_propagation,
+)
+from .on_import import when_imported
+
+__all__ = ["instrument", "request_hook"]
+
+
+def request_hook(policy: PropagationPolicy) -> Callable[[Any, Any], None]:
+    """The instrumentation's request hook: names the span, scrubs its URL, gates propagation."""
+
+    def hook(span: Any, request: Any) -> None:
+        url = request.url or ""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if not policy.allows(host):
+            skip_propagation(request.headers)
+        name_client_span(span, request.method or "GET", url)
+
+    return hook
+
+
+def instrument(tracer_provider: Any, meter_provider: Any, config: Any = None) -> Callable[[], None]:
+    """Trace every requests call (``Session.send``); return the undo function."""
+    policy = policy_from(config)
+    undo: list[Callable[[], None]] = []
+
+    def on_import(_module: ModuleType) -> None:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        instrumentor = RequestsInstrumentor()
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=shared_meter_provider(meter_provider),
+            request_hook=request_hook(policy),
+        )
+        undo.append(install_propagation_gate())
+        undo.append(instrumentor.uninstrument)
+
+    cancel = when_imported("requests", on_import)
+
+    def uninstrument() -> None:
+        cancel()
+        while undo:
+            undo.pop()()
+
+    return uninstrument
