@@ -109,7 +109,7 @@ def _manifest_components():
 def test_manifest_is_pinned_to_one_release():
     secs, mods = _manifest_components()
     assert re.search(r"^\s+name:\s*otelcol-trader\s*$", secs["dist"], re.M)
-    assert len(mods) == 20, sorted(mods)  # 17 components + 3 confmap providers
+    assert len(mods) == 22, sorted(mods)  # 19 components + 3 confmap providers
     versions = {(("providers" if "/confmap/provider/" in p else "components"), v) for p, v in mods.items()}
     assert versions == {("components", "v0.145.0"), ("providers", "v1.51.0")}, versions
     assert 'OCB_VERSION="${OCB_VERSION:-v0.145.0}"' in (COLLECTOR_DIR / "build.sh").read_text()
@@ -137,7 +137,9 @@ def test_binary_contains_every_manifest_component(otelcol_binary):
         "tail_sampling",
     }
     assert names["connectors"] == {"spanmetrics"}
-    assert {"otlp_grpc", "otlp_http", "debug", "file", "prometheus"} <= names["exporters"]
+    assert {
+        "otlp_grpc", "otlp_http", "debug", "file", "prometheus", "loadbalancing", "prometheusremotewrite"
+    } <= names["exporters"]
     assert names["extensions"] == {"health_check", "pprof", "zpages", "file_storage"}
     version = subprocess.run(
         [str(otelcol_binary), "--version"], capture_output=True, text=True, check=True
