@@ -1,21 +1,7 @@
 """Trading metrics with checked, bounded labels: orders, positions, realized PnL, websockets, rate limits.
 
-Names are the ones seed 001's dashboards and alerts query, plus seed 000's ``trading_*`` set
-(Prometheus exposition; every series also carries OTel's ``otel_scope_*`` labels):
-
-==================================================  =========  ==================================================
-Prometheus name                                     type       labels
-==================================================  =========  ==================================================
-``orders_total``                                    counter    side, status, exchange
-``positions_open``                                  gauge      symbol
-``realized_pnl``                                    gauge      symbol
-``websocket_connections``                           gauge      —
-``rate_limit_requests_total``                       counter    status (allowed, limited)
-``trading_orders_executed_total``                   counter    strategy, side, result
-``trading_current_positions``                       gauge      strategy, symbol
-``trading_execution_duration_seconds_{bucket,…}``   histogram  strategy, exchange; buckets 0.1 0.5 1 2 5 10 s
-``otel_trader_label_overflow_total``                counter    label (symbol, strategy, exchange)
-==================================================  =========  ==================================================
+Names, types, labels and allowed values: :mod:`otel_trader.metric_catalog` (every series also
+carries OTel's ``otel_scope_*`` labels).
 
 Two of seed 001's names are corrected:
 
@@ -456,17 +442,21 @@ class Order:
             if span.is_recording():
                 span.set_attribute("trading.order.status", status)
                 span.set_attribute("trading.order.result", result)
-            record_order(
-                side=self.side,
-                status=status,
-                exchange=self.exchange,
-                strategy=self.strategy,
-                result=result,
-                duration=duration,
-            )
+            self._record(status, result, duration)
         finally:
             op.__exit__(exc_type, exc, tb)
             self._op = self._span = None
+
+    def _record(self, status: str, result: str, duration: float) -> None:
+        """Count the finished call (its span is still open; subclasses add to it)."""
+        record_order(
+            side=self.side,
+            status=status,
+            exchange=self.exchange,
+            strategy=self.strategy,
+            result=result,
+            duration=duration,
+        )
 
     async def __aenter__(self) -> Order:
         return self.__enter__()
@@ -475,8 +465,22 @@ class Order:
         self.__exit__(exc_type, exc, tb)
 
 
-def order(*, strategy: str, side: str, exchange: str, symbol: str) -> Order:
+def order(
+    *,
+    strategy: str,
+    side: str,
+    exchange: str,
+    symbol: str,
+    client_order_id: str | None = None,
+    quantity: float | None = None,
+    decision_price: float | None = None,
+    ack_timeout: float | None = None,
+) -> Order:
     """Time, count and trace one order: ``with``/``async with trading.order(...) as o:``.
+
+    It also feeds the order-lifecycle metrics (ack and fill latency, slippage against
+    ``decision_price``); with ``client_order_id`` an order still open at exit is followed until
+    it is done (:mod:`otel_trader.trading_lifecycle`, ``o.ack()``, ``o.fill(price, qty)``).
 
     On exit it records ``trading_execution_duration_seconds{strategy,exchange}``,
     ``orders_total{side,status,exchange}`` and ``trading_orders_executed_total{strategy,side,result}``
@@ -484,7 +488,18 @@ def order(*, strategy: str, side: str, exchange: str, symbol: str) -> Order:
     or ``error`` when the block raises (the exception propagates). Labels are checked here,
     before the block runs: a bad ``side`` raises :class:`LabelValueError`.
     """
-    return Order(strategy, side, exchange, symbol)
+    from .trading_lifecycle import TrackedOrder
+
+    return TrackedOrder(
+        strategy,
+        side,
+        exchange,
+        symbol,
+        client_order_id=client_order_id,
+        quantity=quantity,
+        decision_price=decision_price,
+        ack_timeout=ack_timeout,
+    )
 
 
 def set_open_positions(symbol: str, count: float, *, strategy: str = "default") -> None:
@@ -595,3 +610,63 @@ def record_rate_limit(status: str) -> None:
     inst = _instruments.get()
     if inst is not None:
         inst.rate_limit.add(1, {"status": label})
+
+
+# Bot health, in their own modules and part of this namespace: market-data freshness, the order
+# lifecycle, risk and liveness state, event-loop health.
+from .loop_health import monitor_event_loop  # noqa: E402
+from .trading_feed import Feed, configure_feeds, feed, feeds  # noqa: E402
+from .trading_lifecycle import (  # noqa: E402
+    OrderState,
+    TrackedOrder,
+    configure_order_tracking,
+    open_orders,
+    order_acked,
+    order_done,
+    order_filled,
+    track_order,
+)
+from .trading_risk import (  # noqa: E402
+    HaltEvent,
+    RiskLimit,
+    decision,
+    halt,
+    halt_events,
+    halt_reasons,
+    is_halted,
+    register_halt_reasons,
+    resume,
+    risk_limit,
+    risk_limits,
+    set_balance,
+    set_exposure,
+)
+
+__all__ += [
+    "Feed",
+    "HaltEvent",
+    "OrderState",
+    "RiskLimit",
+    "TrackedOrder",
+    "configure_feeds",
+    "configure_order_tracking",
+    "decision",
+    "feed",
+    "feeds",
+    "halt",
+    "halt_events",
+    "halt_reasons",
+    "is_halted",
+    "monitor_event_loop",
+    "open_orders",
+    "order_acked",
+    "order_done",
+    "order_filled",
+    "register_halt_reasons",
+    "resume",
+    "risk_limit",
+    "risk_limits",
+    "set_balance",
+    "set_exposure",
+    "track_order",
+]
