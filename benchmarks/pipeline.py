@@ -17,6 +17,11 @@ was produced (spans) / accepted (metric points).
 
     python benchmarks/pipeline.py                      # the default ladders, ~6 minutes
     python benchmarks/pipeline.py --seconds 10 --span-rates 10000,20000 --procs 1,2
+    python benchmarks/pipeline.py --span-rates 15000,25000 --procs 1 --metric-series "" --baseline /tmp/base
+
+``--baseline DIR`` runs every span step a second time, right after, with the producers importing
+otel_trader from another checkout (``git archive HEAD | tar -x -C DIR``): before and after
+side by side in one run.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+#: The checkout whose otel_trader this process imports: a producer of ``--baseline`` gets another.
+TREE = Path(os.environ.get("BENCH_OTEL_TRADER_TREE") or ROOT)
+sys.path.insert(0, str(TREE))  # run from a checkout without installing
 
 from otel_trader.collector import CollectorPorts, CollectorProcess, SinkProcess, http_get  # noqa: E402
 
@@ -50,7 +57,7 @@ SERIES_PER_INSTRUMENT = 1000
 # -- producer processes -----------------------------------------------------------------------
 
 
-def _worker_env(endpoint: str, name: str, extra: dict[str, str]) -> dict[str, str]:
+def _worker_env(endpoint: str, name: str, extra: dict[str, str], tree: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "OTLP_", "OTEL_"))}
     env.update(
         TELEMETRY_ENABLED="true",
@@ -60,7 +67,8 @@ def _worker_env(endpoint: str, name: str, extra: dict[str, str]) -> dict[str, st
         TELEMETRY_LOGS_ENABLED="false",
         TELEMETRY_DISABLED_INSTRUMENTATIONS="*",
         PROMETHEUS_ENABLED="true",  # where the SDK's dropped-span counter is read from
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(tree),
+        BENCH_OTEL_TRADER_TREE=str(tree),
     )
     env.update(extra)
     return env
@@ -285,14 +293,16 @@ class Bench:
             self.collector.stop()
         self.sink.stop()
 
-    def _run_workers(self, args: list[list[str]], env_extra: dict[str, str], name: str) -> list[dict[str, Any]]:
+    def _run_workers(
+        self, args: list[list[str]], env_extra: dict[str, str], name: str, tree: Path = ROOT
+    ) -> list[dict[str, Any]]:
         assert self.collector is not None
         start_at = time.time() + 3.0  # every producer configured and connected before the clock starts
         procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "--worker", *a, "--start-at", str(start_at)],
-                env=_worker_env(self.collector.endpoints.otlp_grpc, f"{name}-{i}", env_extra),
-                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=ROOT,
+                env=_worker_env(self.collector.endpoints.otlp_grpc, f"{name}-{i}", env_extra, tree),
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tree,
             )
             for i, a in enumerate(args)
         ]
@@ -330,16 +340,18 @@ class Bench:
                 return delta, delivered, time.monotonic() - t0
             time.sleep(0.3)
 
-    def spans(self, procs: int, rate: float, bsp: dict[str, str]) -> Row:
+    def spans(self, procs: int, rate: float, bsp: dict[str, str], tree: Path = ROOT) -> Row:
         assert self.collector is not None
         _, self.offset = count_in_sink(self.sink.file, self.offset, "spans")
         before = collector_counts(self.collector, "spans")
         per = rate / procs
         results = self._run_workers(
-            [["spans", str(per), str(self.seconds)] for _ in range(procs)], bsp, "bench-spans"
+            [["spans", str(per), str(self.seconds)] for _ in range(procs)], bsp, "bench-spans", tree
         )
         delta, delivered, drain = self._settle("spans", before, "spans")
         setting = ",".join(f"{k.removeprefix('OTEL_BSP_').lower()}={v}" for k, v in bsp.items()) or "SDK defaults"
+        if tree != ROOT:
+            setting += f", before ({tree})"
         return Row(
             "spans", procs, setting, rate, sum(r["produced"] for r in results),
             max(r["loop_seconds"] + r["flush_seconds"] for r in results), delivered, drain,
@@ -394,6 +406,8 @@ def main() -> int:
     parser.add_argument("--metric-series", default="10000,30000,60000", help="series per producer, comma list")
     parser.add_argument("--metric-procs", default="1,2", help="producer processes for metrics, comma list")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout: every span step also runs with its otel_trader, right after ours")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -415,10 +429,11 @@ def main() -> int:
         for bsp in bsp_sets:
             for procs in [int(p) for p in args.procs.split(",")]:
                 for rate in [float(r) for r in args.span_rates.split(",") if r]:
-                    row = bench.spans(procs, rate, bsp)
-                    rows.append(row)
-                    print(f"  spans procs={procs} {row.setting}: target {rate:,.0f}/s achieved {row.rate:,.0f}/s "
-                          f"0 drops={row.zero_drops}", flush=True)
+                    for tree in [ROOT, *([args.baseline] if args.baseline else [])]:
+                        row = bench.spans(procs, rate, bsp, tree)
+                        rows.append(row)
+                        print(f"  spans procs={procs} {row.setting}: target {rate:,.0f}/s achieved {row.rate:,.0f}/s "
+                              f"0 drops={row.zero_drops}", flush=True)
         for procs in [int(p) for p in args.metric_procs.split(",")]:
             for series in [int(s) for s in args.metric_series.split(",") if s]:
                 row = bench.metrics(procs, series, 1.0)
@@ -426,7 +441,7 @@ def main() -> int:
                 print(f"  metrics procs={procs} series={series}: {row.rate:,.0f} points/s 0 drops={row.zero_drops}",
                       flush=True)
     print_table(rows)
-    best_spans = max((r.rate for r in rows if r.kind == "spans" and r.zero_drops), default=0.0)
+    best_spans = max((r.rate for r in rows if r.kind == "spans" and r.zero_drops and "before" not in r.setting), default=0.0)
     best_points = max((r.rate for r in rows if r.kind != "spans" and r.zero_drops), default=0.0)
     print(f"\nhighest with 0 drops: {best_spans:,.0f} spans/s, {best_points:,.0f} metric points/s")
     if args.json:

@@ -237,15 +237,27 @@ def _value_size(value: Any) -> int:
 def _attributes_size(attributes: Any) -> int:
     if not attributes:
         return 0
-    return sum(len(key) + _value_size(value) + 8 for key, value in attributes.items())
+    # Runs per attribute of every exported span: string values (nearly all) inline, and the
+    # plain dict inside the SDK's BoundedAttributes iterated directly.
+    size = 0
+    for key, value in getattr(attributes, "_dict", attributes).items():
+        if type(value) is str:
+            size += len(key) + 8 + (len(value) if value.isascii() else len(value.encode("utf-8", "replace")))
+        else:
+            size += len(key) + 8 + _value_size(value)
+    return size
 
 
 def span_size(span: Any) -> int:
     """Estimated OTLP-encoded size of a ReadableSpan in bytes (strings exact, framing approximate)."""
-    size = 160 + len(span.name) + _attributes_size(span.attributes)
-    for event in span.events:
+    # The private fields of SDK spans when present: the public properties copy on every access.
+    attributes = getattr(span, "_attributes", None)
+    size = 160 + len(span.name) + _attributes_size(span.attributes if attributes is None else attributes)
+    events = getattr(span, "_events", None)
+    for event in span.events if events is None else events:
         size += 24 + len(event.name) + _attributes_size(event.attributes)
-    for link in span.links:
+    links = getattr(span, "_links", None)
+    for link in span.links if links is None else links:
         size += 48 + _attributes_size(link.attributes)
     description = span.status.description
     return size + (len(description) if description else 0)
@@ -288,9 +300,8 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetrics,
         )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpans,
-        )
+
+        from .span_encoding import fast_grpc_span_exporter
 
         credentials = None
         if not target.insecure:
@@ -306,7 +317,12 @@ def build_exporters(config: TelemetryConfig) -> tuple[Any, Any, Any] | None:
             timeout=timeout,
         )
         return (
-            ForkSafe(lambda: GrpcSpans(**common), health, "spans", span_size),
+            # Cut under MAX_REQUEST_BYTES by the exporter itself, at the exact encoded size.
+            ForkSafe(
+                lambda: fast_grpc_span_exporter(**common, max_request_bytes=MAX_REQUEST_BYTES),
+                health,
+                "spans",
+            ),
             ForkSafe(
                 lambda: GrpcMetrics(**common, max_export_batch_size=METRIC_POINTS_PER_REQUEST),
                 health,

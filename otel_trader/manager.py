@@ -102,10 +102,10 @@ class TelemetryManager:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         from .exporters import build_exporters
         from .runtime_metrics import register_runtime_metrics
+        from .span_queue import CompactBatchSpanProcessor
 
         config = self.config
         self.resource = build_resource(config)
@@ -147,7 +147,8 @@ class TelemetryManager:
         )
         if spans is not None:
             with sdk_self_metrics():
-                processor = BatchSpanProcessor(
+                # The SDK's batch processor, queueing spans as plain tuples (see span_queue).
+                processor = CompactBatchSpanProcessor(
                     spans, meter_provider=self.meter_provider, **batch_options(config, "bsp")
                 )
             self.tracer_provider.add_span_processor(processor)
@@ -398,8 +399,22 @@ def _flush_after_lifespan(app: Any, manager: TelemetryManager) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
         exit_budget.restart()  # a new run: its exit has the whole budget
-        async with original(lifespan_app) as state:
-            yield state
+        from .loop_health import monitor_event_loop
+
+        loop_monitor = monitor_event_loop()  # None when TELEMETRY_LOOP_MONITOR=false
+        try:
+            async with original(lifespan_app) as state:
+                from .gc_freeze import freeze_started_app, unfreeze
+
+                frozen = freeze_started_app(manager.config.gc_freeze)
+                try:
+                    yield state
+                finally:
+                    if frozen:
+                        unfreeze()
+        finally:
+            if loop_monitor is not None:
+                loop_monitor.stop()
         from anyio import to_thread
 
         timeout = exit_budget.remaining(manager.config.shutdown_timeout_seconds)

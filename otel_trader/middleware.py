@@ -4,10 +4,8 @@ Per request it does the least it can: one span (unless FastAPI's native telemetr
 makes it), one counter add and one histogram record with cached attribute dicts, and the route
 template read from the scope the router filled in. Everything else is prepared once.
 
-Metrics (seed 001's names): ``http_requests_total{method,path,status}`` and
-``http_request_duration_seconds{method,path}`` in seconds, ``path`` being the route template.
-Requests that match no route count under ``path="<unmatched>"``, so a 404 scan cannot create
-series.
+Metrics: ``http_requests_total`` and ``http_request_duration_seconds``; names, labels and allowed
+values are listed in :mod:`otel_trader.metric_catalog`.
 """
 
 from __future__ import annotations
@@ -25,7 +23,9 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .red_metrics import red_recorder
 from .redaction import redact_query
+from .span_fastpath import DirectAttributes
 from .tracing import mark_error
 
 __all__ = [
@@ -213,6 +213,22 @@ def _warn_once(what: str) -> None:
     )
 
 
+async def _send_outside_span(send: Any, message: dict[str, Any], outer: Any) -> None:
+    """Send the last message of a response with the context from outside the request current.
+
+    Servers schedule their keep-alive timer from inside this call (uvicorn's
+    ``loop.call_later``), and an asyncio timer handle keeps the context copied at scheduling
+    even after it is cancelled, until the loop prunes cancelled timers. With the server span
+    current, every finished request's span and its attributes would stay reachable from there
+    long enough to be moved into the GC's old generation, making full collections frequent.
+    """
+    token = otel_context.attach(outer)
+    try:
+        await send(message)
+    finally:
+        otel_context.detach(token)
+
+
 class MonitoringMiddleware:
     """RED metrics, one SERVER span per request, and the error hook, as a pure ASGI middleware.
 
@@ -240,9 +256,8 @@ class MonitoringMiddleware:
         prefixes = tuple(p.rstrip("/") for p in excluded_paths if p.strip("/"))
         self._excluded_exact = frozenset(prefixes)
         self._excluded_prefixes = tuple(p + "/" for p in prefixes)
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
-            "otel_trader.http", schema_url=_SCHEMA_URL
-        )
+        provider = meter_provider or metrics.get_meter_provider()
+        meter = provider.get_meter("otel_trader.http", schema_url=_SCHEMA_URL)
         self._requests = meter.create_counter(
             "http_requests_total", unit="{request}", description="Total HTTP requests."
         )
@@ -252,12 +267,12 @@ class MonitoringMiddleware:
             description="HTTP request duration in seconds.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
-            "otel_trader.http", schema_url=_SCHEMA_URL
-        )
-        # (method, route, status) → (counter attributes, histogram attributes). Bounded: routes
-        # are templates, methods are a fixed set, statuses are 3-digit codes.
-        self._labels: dict[tuple[str, str, int], tuple[dict[str, str], dict[str, str]]] = {}
+        spans = tracer_provider or trace.get_tracer_provider()
+        self._tracer = spans.get_tracer("otel_trader.http", schema_url=_SCHEMA_URL)
+        #: Writes the server span's attributes without the SDK's per-value checks when it may.
+        self._direct = DirectAttributes(spans)
+        #: Records both instruments per request: in place for an SDK provider (see red_metrics).
+        self._recorder = red_recorder(provider, self._requests, self._duration, status_label)
 
     def add_error_hook(self, hook: ErrorHook) -> None:
         """Call ``hook(exc, request_info)`` for every unhandled exception."""
@@ -265,18 +280,6 @@ class MonitoringMiddleware:
 
     def _excluded(self, path: str) -> bool:
         return path in self._excluded_exact or path.startswith(self._excluded_prefixes)
-
-    def _labels_for(self, method: str, route: str, status: int) -> tuple[dict[str, str], dict[str, str]]:
-        key = (method, route, status)
-        labels = self._labels.get(key)
-        if labels is None:
-            labels = (
-                {"method": method, "path": route, "status": status_label(status)},
-                {"method": method, "path": route},
-            )
-            if len(self._labels) < 10_000:
-                self._labels[key] = labels
-        return labels
 
     def _start_span(self, scope: dict[str, Any], method: str) -> tuple[Any, object]:
         headers = scope.get("headers") or ()
@@ -302,12 +305,17 @@ class MonitoringMiddleware:
             attributes["url.query"] = redact_query(query.decode("latin-1"))
         if method == "_OTHER":
             attributes["http.request.method_original"] = scope.get("method", "")
-        span = self._tracer.start_span(
-            _span_base_name(method),
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
+        if self._direct.ready():
+            span = self._tracer.start_span(_span_base_name(method), context=parent, kind=SpanKind.SERVER)
+            if span.is_recording() and not self._direct.write(span, attributes):
+                span.set_attributes(attributes)
+        else:
+            span = self._tracer.start_span(
+                _span_base_name(method),
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+            )
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -321,8 +329,10 @@ class MonitoringMiddleware:
         root_path = scope.get("root_path", "")
         span: Any = None
         token: Any = None
+        outer: Any = None
         if self.server_span:
             try:
+                outer = otel_context.get_current()
                 span, token = self._start_span(scope, method)
             except Exception:
                 _warn_once("starting the server span")
@@ -333,8 +343,12 @@ class MonitoringMiddleware:
 
         async def send_with_status(message: dict[str, Any]) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
+            elif token is not None and kind == "http.response.body" and not message.get("more_body"):
+                await _send_outside_span(send, message, outer)
+                return
             await send(message)
 
         error: BaseException | None = None
@@ -349,6 +363,9 @@ class MonitoringMiddleware:
                 self._finish(scope, root_path, method, status, error, perf_counter() - start, span)
             except Exception:
                 _warn_once("recording the request")
+            # The frame holds the exception and the exception's traceback holds the frame: a
+            # reference cycle only the cyclic GC would free, with the request's span inside.
+            error = None
             if span is not None:
                 try:
                     span.end()
@@ -368,17 +385,18 @@ class MonitoringMiddleware:
         if error is not None and isinstance(error, Exception):
             status = 500
         route = route_template(scope, root_path)
-        counter_labels, duration_labels = self._labels_for(method, route, status)
-        self._requests.add(1, counter_labels)
-        self._duration.record(duration, duration_labels)
         current = span if span is not None else trace.get_current_span()
+        self._recorder.record(method, route, status, duration, current)
         # An unsampled span (sampler, or a caller's traceparent flags 00) records nothing.
         if span is not None and span.is_recording():
+            final: dict[str, Any] = {}
             if route != UNMATCHED_ROUTE:
-                span.set_attribute("http.route", route)
+                final["http.route"] = route
                 span.update_name(f"{_span_base_name(method)} {route}")
             if status:
-                span.set_attribute("http.response.status_code", status)
+                final["http.response.status_code"] = status
+            if final and not (self._direct.ready() and self._direct.write(span, final)):
+                span.set_attributes(final)
             if error is None and (status >= 500 or not status):
                 span.set_attribute("error.type", str(status) if status else "incomplete_response")
                 span.set_status(Status(StatusCode.ERROR))

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
+from . import gil
 from .redaction import REDACTED, redact_attribute, redact_text
 
 __all__ = [
@@ -264,7 +265,12 @@ class ScrubbingSpanExporter(_Wrapper, SpanExporter):
     def _scrub(self, spans: Sequence[Any]) -> Sequence[Any]:
         resources = self._resources
         try:
-            return [scrub_span(span, resources) for span in spans]
+            scrubbed = []
+            for index, span in enumerate(spans, 1):
+                scrubbed.append(scrub_span(span, resources))
+                if not index % gil.EVERY:
+                    gil.pause()  # the export thread does not hold the GIL for a whole batch
+            return scrubbed
         except Exception:
             # A span the scrubber cannot read must not reach the exporter unscrubbed.
             logger.debug("otel-trader: span scrubbing failed; batch replaced", exc_info=True)

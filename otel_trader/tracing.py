@@ -16,18 +16,22 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from .span_fastpath import DirectAttributes
+
 __all__ = ["Operation", "add_span_attribute", "trace_operation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _INSTRUMENTATION_NAME = "otel_trader"
 _tracer: trace.Tracer = trace.get_tracer(_INSTRUMENTATION_NAME)
+_direct = DirectAttributes(trace.get_tracer_provider())
 
 
 def refresh() -> None:
     """Re-read the global tracer provider (called after configuration)."""
-    global _tracer
+    global _tracer, _direct
     _tracer = trace.get_tracer(_INSTRUMENTATION_NAME)
+    _direct = DirectAttributes(trace.get_tracer_provider())
 
 
 def error_type(exc: BaseException) -> str:
@@ -57,7 +61,14 @@ class Operation:
         self._token: object = None
 
     def __enter__(self) -> Span:
-        span = _tracer.start_span(self.name, kind=self.kind, attributes=self.attributes)
+        attributes = self.attributes
+        if attributes and _direct.ready():
+            # Written after the start, without the SDK's per-value checks when it may (span_fastpath).
+            span = _tracer.start_span(self.name, kind=self.kind)
+            if span.is_recording() and not _direct.write(span, attributes, trusted=False):
+                span.set_attributes(attributes)
+        else:
+            span = _tracer.start_span(self.name, kind=self.kind, attributes=attributes)
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span))
         return span

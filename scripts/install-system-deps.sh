@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian servers the test suite starts on loopback; a no-op when all are present.
+# Installs the Debian servers the test suite starts on loopback, and wrk for `make bench-http`;
+# a no-op when all are present.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v wrk >/dev/null || need+=(wrk)  # the HTTP load of `make bench-http`
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -1,0 +1,251 @@
+"""The span export path: the queue's packed spans and the direct OTLP encoder keep every span as it was.
+
+``SpanPacker`` (what the batch queue holds) and ``SpanEncoder`` (what the gRPC exporter sends)
+replace SDK code on the hot path; both are checked against the SDK's own output for spans
+with every feature: remote parents and trace state, links, events, exceptions, dropped
+attributes/events/links, every attribute value type, non-ASCII text, several resources and scopes.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+
+from otel_trader.span_encoding import SpanEncoder, fast_grpc_span_exporter
+from otel_trader.span_queue import CompactBatchSpanProcessor, SpanPacker
+
+
+class Collect(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.batches: list[list[Any]] = []
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.batches.append(list(spans))
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def make_spans() -> list[ReadableSpan]:
+    collect = Collect()
+    limits = SpanLimits(max_span_attributes=12, max_events=2, max_links=1, max_event_attributes=1)
+    resources = [
+        Resource({"service.name": "bot", "n": 3, "f": 1.5, "tags": ("a", "b")}, schema_url="https://r"),
+        Resource({"service.name": "other"}),
+    ]
+    spans: list[ReadableSpan] = []
+    for resource in resources:
+        provider = TracerProvider(resource=resource, span_limits=limits)
+        provider.add_span_processor(SimpleSpanProcessor(collect))
+        scoped = provider.get_tracer("otel_trader.http", "1.2", schema_url="https://opentelemetry.io/schemas/1.44.0")
+        plain = provider.get_tracer("plain")
+        remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v")]))
+        parent = trace.set_span_in_context(NonRecordingSpan(remote))
+        attributes = {
+            "s": "v",
+            "empty": "",
+            "ü": "ßé ✓",
+            "yes": True,
+            "no": False,
+            "neg": -5,
+            "big": 2**62,
+            "zero": 0,
+            "f": 0.25,
+            "ints": [1, 2],
+            "strs": ["x", ""],
+            "bools": [True],
+        }
+        with scoped.start_as_current_span("GET /orders/{oid}", context=parent, kind=SpanKind.SERVER, attributes=attributes) as span:
+            span.add_event("ev", {"a": 1, "b": 2})
+            span.add_event("", timestamp=5)
+            span.add_event("third")
+            for i in range(3):
+                span.set_attribute(f"extra{i}", i)
+            span.set_status(Status(StatusCode.ERROR, "bad"))
+            with plain.start_as_current_span("child", links=[Link(remote, {"la": "x"}), Link(SpanContext(1, 2, False))]) as child:
+                child.set_status(Status(StatusCode.OK))
+            with pytest.raises(ValueError), plain.start_as_current_span("ünïcode", kind=SpanKind.CONSUMER):
+                raise ValueError("boom ü")
+        with plain.start_as_current_span("", kind=SpanKind.PRODUCER):
+            pass
+    spans.extend(collect.spans)
+    return spans
+
+
+@pytest.fixture(scope="module")
+def spans() -> list[ReadableSpan]:
+    made = make_spans()
+    assert any(s.dropped_attributes for s in made) and any(s.dropped_events for s in made)
+    assert any(s.dropped_links for s in made)
+    return made
+
+
+def test_the_encoder_writes_what_the_sdk_encoder_builds(spans):
+    encoder = SpanEncoder()
+    reference = encode_spans(spans)
+    ours = encoder.encode(spans)
+    assert ExportTraceServiceRequest.FromString(ours) == reference
+    assert ours == reference.SerializeToString()
+    assert encoder.encode(spans) == ours  # from its caches too
+    for one in spans:
+        assert encoder.encode([one]) == encode_spans([one]).SerializeToString()
+
+
+def test_values_the_sdk_refuses_to_encode_make_the_exporter_use_the_sdk_encoder(spans, caplog):
+    odd = ReadableSpan(
+        name="odd",
+        context=spans[0].context,
+        resource=spans[0].resource,
+        attributes={"huge": 2**70, "ok": "x"},
+        start_time=1,
+        end_time=2,
+    )
+    with pytest.raises(ValueError):
+        SpanEncoder().encode([odd])
+    exporter = fast_grpc_span_exporter(endpoint="127.0.0.1:9", insecure=True)
+    try:
+        request = exporter._translate_data([odd])
+    finally:
+        exporter.shutdown()
+    assert request == encode_spans([odd])  # the SDK drops the key and logs it, as before
+    assert [kv.key for kv in request.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok"]
+    assert "huge" in caplog.text
+
+
+def test_packed_spans_come_back_unchanged(spans):
+    packer = SpanPacker()
+    for span in spans:
+        back = packer.unpack(packer.pack(span))
+        assert back.to_json() == span.to_json()
+        assert encode_spans([back]) == encode_spans([span])
+        assert (back.dropped_attributes, back.dropped_events, back.dropped_links) == (
+            span.dropped_attributes,
+            span.dropped_events,
+            span.dropped_links,
+        )
+        assert back.instrumentation_scope == span.instrumentation_scope
+        assert back.resource is span.resource
+
+
+def test_queued_spans_are_not_tracked_by_the_gc_and_export_unchanged():
+    """Nothing a queued span holds stays in the GC's young generation, so none of it is ever promoted."""
+    collect = Collect()
+    processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=512)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(100):
+        with tracer.start_as_current_span("op", attributes={"i": i, "symbol": "BTC-USDT", "side": "buy"}):
+            pass
+    queue = [item for lane in processor._lanes for item in lane._batch_processor._queue]
+    assert len(queue) == 100
+    gc.collect(0)
+    tracked = [item for item in queue if gc.is_tracked(item) or any(gc.is_tracked(part) for part in item)]
+    assert tracked == []
+    processor.force_flush()
+    exported = collect.spans
+    assert [s.attributes["i"] for s in exported] == list(range(99, -1, -1)) or sorted(
+        s.attributes["i"] for s in exported
+    ) == list(range(100))
+    assert all(isinstance(s, ReadableSpan) and s.name == "op" for s in exported)
+    processor.shutdown()
+
+
+def test_the_compact_processor_keeps_the_sdk_processors_behaviour():
+    collect = Collect()
+    processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=10, max_queue_size=20)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(25):  # past the queue size: the oldest are dropped, as the SDK does
+        with tracer.start_as_current_span("op", attributes={"i": i}):
+            pass
+    deadline = time.monotonic() + 10
+    while len(collect.spans) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    processor.force_flush()
+    assert all(len(batch) <= 10 for batch in collect.batches)
+    assert 20 <= len(collect.spans) <= 25
+    unsampled = TracerProvider(sampler=__import__("opentelemetry.sdk.trace.sampling", fromlist=["x"]).ALWAYS_OFF)
+    unsampled.add_span_processor(processor)
+    with unsampled.get_tracer("t").start_as_current_span("dropped"):
+        pass
+    processor.force_flush()
+    assert "dropped" not in [s.name for s in collect.spans]
+    processor.shutdown()
+
+
+def test_spans_fill_one_lane_s_batch_then_the_other_s():
+    collect = Collect()
+    processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=50, max_queue_size=200)
+    assert len(processor._lanes) == 2
+    assert [lane._batch_processor._max_queue_size for lane in processor._lanes] == [100, 100]
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(120):
+        with tracer.start_as_current_span("op", attributes={"i": i}):
+            pass
+    assert processor.force_flush(10_000)
+    assert sorted(s.attributes["i"] for s in collect.spans) == list(range(120))
+    # Every export holds consecutive spans of one lane's share: 0-49, 50-99 and 100-119.
+    groups = sorted(sorted(s.attributes["i"] for s in batch) for batch in collect.batches)
+    assert [(g[0] // 50, g[-1] // 50) for g in groups] == [(0, 0), (1, 1), (2, 2)]
+    small = CompactBatchSpanProcessor(collect, max_export_batch_size=512, max_queue_size=600)
+    assert len(small._lanes) == 1  # a queue too small for two batches keeps one lane
+    processor.shutdown()
+    small.shutdown()
+
+
+def test_the_grpc_exporter_cuts_batches_by_their_encoded_size(spans):
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    base = spans[0]
+    batch = [
+        ReadableSpan(
+            name=f"s{i}",
+            context=base.context,
+            resource=base.resource,
+            attributes={"url.path": "x" * (100_000 if i % 4 == 0 else 20)},
+            start_time=1,
+            end_time=2,
+        )
+        for i in range(64)
+    ]
+    exporter = fast_grpc_span_exporter(endpoint="127.0.0.1:9", insecure=True, max_request_bytes=500_000)
+    sent: list[Any] = []
+    outcomes = iter([SpanExportResult.SUCCESS, SpanExportResult.FAILURE])
+
+    def attempt(data: Any) -> Any:
+        sent.append((list(data), exporter._translate_data(data)))
+        return next(outcomes, SpanExportResult.SUCCESS)
+
+    exporter._export = attempt
+    try:
+        assert exporter.export(batch) is SpanExportResult.FAILURE  # the second request failed
+    finally:
+        exporter.shutdown()
+    assert [s for chunk, _ in sent for s in chunk] == batch  # order kept, nothing lost
+    assert len(sent) == 4
+    for chunk, request in sent:
+        assert request == encode_spans(chunk)
+        assert request.ByteSize() <= 500_000 + 100
