@@ -52,7 +52,7 @@ logger = logging.getLogger("otel_trader")
 #: Contrib instrumentor entry points whose job otel-trader does itself (the FastAPI middleware
 #: replaces fastapi/asgi/starlette; the others are ``otel_trader.integrations`` and ``logs``).
 OWNED_INSTRUMENTATIONS = frozenset(
-    {"fastapi", "asgi", "starlette", "httpx", "sqlalchemy", "redis", "logging"}
+    {"fastapi", "asgi", "starlette", "httpx", "sqlalchemy", "redis", "aiohttp-client", "requests", "logging"}
 )
 
 #: None until our configurator ran; then whether telemetry is active in this process.

@@ -140,7 +140,8 @@ RATE_LIMIT_STATUSES = ("allowed", "limited")
 HTTP_METHODS = ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE", "_OTHER")
 REPORT_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REPORT_RESULTS = ("sent", "suppressed", "failed")
-OVERFLOW_LABELS = ("symbol", "strategy", "exchange", "operation", "error_type")
+OVERFLOW_LABELS = ("symbol", "strategy", "exchange", "operation", "error_type", "stream", "reason", "limit", "asset",
+                   "method", "error", "server")
 # Buckets in seconds.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 EXECUTION_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -242,6 +243,146 @@ def _app() -> list[Metric]:
     return out
 
 
+MARKET_DATA_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ACK_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FILL_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+SLIPPAGE_BUCKETS_BPS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _bot() -> list[Metric]:
+    """Bot health: market data, order lifecycle, risk and liveness, event loop."""
+    feed = (_EXCHANGE, _bounded("stream", 200, "configure_feeds(max_streams=)"))
+    m = _section("otel_trader.trading_feed", "Market data (trading.feed)", when="once a feed exists")
+    at_read = "computed when metrics are read: a stalled feed's age grows"
+    out = [
+        m("market_data_messages_total", "ObservableCounter", "{message}", feed,
+          "Market-data messages received, by exchange and stream."),
+        m("market_data_reconnects_total", "ObservableCounter", "{reconnect}", feed,
+          "Market-data reconnects, by exchange and stream."),
+        m("market_data_sequence_gaps_total", "ObservableCounter", "{gap}", feed,
+          "Market-data messages whose sequence number skipped ahead of the expected one."),
+        m("market_data_last_message_age_seconds", "ObservableGauge", "s", feed,
+          "Seconds since the feed's last message (since its creation before the first), computed when metrics "
+          "are read.", notes=at_read + "; a closed feed has none"),
+        m("market_data_lag_seconds", "Histogram", "s", feed,
+          "Receive time minus the exchange's event time, in seconds (a busy feed: the worst message of each "
+          "0.1 s window).", buckets=MARKET_DATA_LAG_BUCKETS,
+          notes="at most one record per 0.1 s window of a feed, so `_count` is not a message count"),
+    ]
+    m = _section("otel_trader.trading_lifecycle", "Order lifecycle (trading.order, trading.track_order)",
+                 when="once an order was submitted")
+    out += [
+        m("orders_submitted_total", "Counter", "{order}", (_EXCHANGE,), "Orders sent to the exchange, by exchange."),
+        m("order_ack_latency_seconds", "Histogram", "s", (_EXCHANGE,),
+          "Submit to the exchange's acknowledgement of the order, in seconds.", buckets=ACK_LATENCY_BUCKETS),
+        m("order_fill_latency_seconds", "Histogram", "s", (_EXCHANGE,),
+          "Submit to the order's complete fill, in seconds.", buckets=FILL_LATENCY_BUCKETS),
+        m("order_fills_total", "Counter", "{fill}", (_EXCHANGE,), "Order fills (partial ones included), by exchange.",
+          notes="0 from an exchange's first order"),
+        m("order_slippage_bps", "Histogram", "", (_EXCHANGE, _SIDE),
+          "Adverse slippage of an order's average fill price against its decision price, in basis points (a "
+          "price improvement counts as 0).", buckets=SLIPPAGE_BUCKETS_BPS,
+          notes="OTel histograms take no negative values; the signed mean is (slippage_sum - improvement_sum) / count",
+          when="once an order with a decision price had a fill"),
+        m("order_price_improvement_bps", "Histogram", "", (_EXCHANGE, _SIDE),
+          "Price improvement of an order's average fill price over its decision price, in basis points (adverse "
+          "slippage counts as 0).", buckets=SLIPPAGE_BUCKETS_BPS, when="once an order with a decision price had a fill"),
+        m("order_unknown_fills_total", "Counter", "{fill}", (_EXCHANGE,),
+          "Fills whose client order id is not an order being followed (unknown, done or dropped).",
+          notes="0 from an exchange's first order"),
+        m("order_ack_timeouts_total", "ObservableCounter", "{order}", (_EXCHANGE,),
+          "Orders without an acknowledgement past their ack deadline, by exchange.",
+          notes="deadlines are checked when metrics are read"),
+        m("orders_open", "ObservableUpDownCounter", "{order}", (_EXCHANGE,),
+          "Orders being followed: submitted and not yet done, by exchange."),
+    ]
+    m = _section("otel_trader.trading_risk", "Risk and liveness (trading.halt, risk_limit, decision)")
+    out += [
+        m("trading_halted", "ObservableGauge", "", (_bounded("reason", 20, "configure_risk(max_reasons=)"),),
+          "1 while trading is halted for the reason (kill switch), else 0.",
+          when="once a reason was halted or registered"),
+        m("trading_halts_total", "ObservableCounter", "{halt}", (_bounded("reason", 20, "configure_risk(max_reasons=)"),),
+          "Times trading was halted, by reason.", when="once a reason was halted or registered"),
+        m("risk_limit_utilization_ratio", "ObservableGauge", "1",
+          (_bounded("limit", 50, "configure_risk(max_limits=)"),),
+          "Used / maximum of each registered risk limit; 1 or more is a breach.", when="once a limit is registered"),
+        m("trading_last_decision_age_seconds", "ObservableGauge", "s", (_STRATEGY,),
+          "Seconds since the strategy was last evaluated, computed when metrics are read.",
+          notes="a stuck bot's age grows", when="from a strategy's first `trading.decision()`"),
+        m("trading_decisions_total", "ObservableCounter", "{decision}", (_STRATEGY,),
+          "Strategy evaluations, by strategy.", when="from a strategy's first `trading.decision()`"),
+        m("trading_balance", "ObservableGauge", "", (_bounded("asset", 100, "configure_risk(max_assets=)"),),
+          "Balance per asset, in the asset's units.", when="once set"),
+        m("trading_exposure", "ObservableGauge", "", (_bounded("asset", 100, "configure_risk(max_assets=)"),),
+          "Exposure per asset, in quote currency (negative for a short).", when="once set"),
+    ]
+    out.append(_section("otel_trader.loop_health", "Event loop (loop_health)",
+                        when="while a loop monitor runs (on by default: TELEMETRY_LOOP_MONITOR)")(
+        "asyncio_event_loop_lag_seconds", "Histogram", "s", (),
+        "Time the asyncio event loop took to run a callback scheduled every 0.25 s, in seconds (time-weighted "
+        "while it is blocked).", buckets=LOOP_LAG_BUCKETS,
+        notes="probes held back by a block are recorded with the lag they would have seen"))
+    return out
+
+
+EXCHANGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+EXCHANGE_OUTCOMES = ("success", "rejected", "error", "cancelled")
+WEBSOCKET_LIFETIME_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0)
+
+
+def _exchanges() -> list[Metric]:
+    """Exchange clients: ccxt calls (otel_trader.exchanges) and WebSocket clients."""
+    venue = Label("exchange", note=f"the ccxt exchange id: 50 values, then `{OVERFLOW}`")
+    call = (venue, Label("method", note=f"the ccxt unified or implicit method, snake_case: 200 values, then `{OVERFLOW}`"),
+            Label("outcome", EXCHANGE_OUTCOMES))
+    m = _section("otel_trader.exchanges", "Exchange calls (ccxt integration)",
+                 when="once an exchange call was made (ccxt installed and imported)")
+    out = [
+        m("exchange_request_duration_seconds", "Histogram", "s", call,
+          "Duration of exchange API calls (ccxt unified and implicit methods), in seconds.", buckets=EXCHANGE_BUCKETS),
+        m("exchange_requests_total", "Counter", "{request}", call,
+          "Exchange API calls by exchange, method and outcome (success, rejected, error, cancelled)."),
+        m("exchange_errors_total", "Counter", "{error}",
+          (venue, call[1], Label("error", note=f"the ccxt exception class (`RateLimitExceeded`, …): 64 values, "
+                                                  f"then `{OVERFLOW}`")),
+          "Failed exchange API calls by exchange, method and error class (ccxt exception name).",
+          when="once an exchange call failed"),
+        m("exchange_rate_limit_used_ratio", "ObservableGauge", "",
+          (venue, Label("limit", note="`weight_1m`, `orders_10s`, `fapi_weight_1m`, `endpoint`, `requests`, …: "
+                                          f"32 values, then `{OVERFLOW}`")),
+          "Share of an exchange rate limit in use (1 = limit reached), from the venue's response headers.",
+          notes="0 once the window a value belongs to ended", when="once a response carried rate-limit headers"),
+        m("exchange_clock_skew_seconds", "ObservableGauge", "s", (venue,),
+          "Exchange clock minus local clock, in seconds (fetch_time(), else the Date header).",
+          when="after a fetch_time() or a response with a Date header"),
+        m("exchange_last_success_timestamp_seconds", "ObservableGauge", "s", (venue,),
+          "Unix time of the last successful exchange call (of the first call while none succeeded)."),
+    ]
+    ws = (Label("server", note=f"the host: 50 values, then `{OVERFLOW}`"),
+          Label("stream", note=f"URL path with ids as `{{id}}`, or `stream_name()`: 100 values, then `{OVERFLOW}`"))
+    m = _section("otel_trader.integrations.websockets", "WebSocket clients (websockets integration)",
+                 when="once a websockets client connected")
+    out += [
+        m("websocket_client_connections", "ObservableUpDownCounter", "{connection}", ws,
+          "Open WebSocket client connections per server and stream."),
+        m("websocket_client_connects_total", "Counter", "{connection}", (*ws, Label("outcome", ("success", "error"))),
+          "WebSocket client connection attempts by outcome (success, error)."),
+        m("websocket_client_reconnects_total", "Counter", "{connection}", ws,
+          "Successful WebSocket connections to a stream that was connected before.",
+          when="once a stream reconnected"),
+        m("websocket_client_connection_duration_seconds", "Histogram", "s", ws,
+          "Lifetime of closed WebSocket client connections, in seconds.", buckets=WEBSOCKET_LIFETIME_BUCKETS,
+          when="once a connection closed"),
+        m("websocket_client_messages_total", "ObservableCounter", "{message}",
+          (*ws, Label("direction", ("received", "sent"))),
+          "WebSocket messages per server and stream, by direction (received, sent)."),
+        m("websocket_client_last_message_timestamp_seconds", "ObservableGauge", "s", ws,
+          "Unix time of the last message received per server and stream.", when="once a message arrived"),
+    ]
+    return out
+
+
 def _runtime_and_sdk() -> list[Metric]:
     m = _section("otel_trader.runtime_metrics", "Runtime (prometheus_client's names, as OTel instruments)")
     linux = "on Linux (prometheus_client reads them from /proc)"
@@ -331,7 +472,7 @@ def _collector() -> list[Metric]:
 # fmt: on
 
 
-CATALOG: tuple[Metric, ...] = (*_app(), *_runtime_and_sdk(), *_collector())
+CATALOG: tuple[Metric, ...] = (*_app(), *_bot(), *_exchanges(), *_runtime_and_sdk(), *_collector())
 
 
 def by_prom() -> dict[str, Metric]:

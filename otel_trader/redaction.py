@@ -75,6 +75,7 @@ _WORDS = frozenset(
         "dsn",
         "mnemonic",
         "jwt",
+        "authent",  # Kraken Futures' signature header
     }
 )
 #: ``<word>_key`` is a credential for these words only (``cache_key``, ``sort_key`` are not).
@@ -154,6 +155,8 @@ def _decide(key: str) -> bool:
     last = words[-1]
     if last in _WORDS or last.endswith(_GLUED):
         return True
+    if words[0] == "x" and len(words) > 1 and last in ("key", "auth"):
+        return True  # venue credential headers: X-BM-KEY, X-GATE-KEY, Bitstamp's X-Auth
     for i in range(len(words)):
         suffix = "_".join(words[i:])
         if suffix in _PHRASES or suffix in _user_phrases:

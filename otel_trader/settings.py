@@ -312,6 +312,11 @@ class TelemetryConfig(EnvSettings):
         validation_alias=_env("METRICS_PATH"),
         description="Path of the in-process Prometheus endpoint mounted by `instrument_app`.",
     )
+    multiprocess_dir: str | None = Field(
+        None,
+        validation_alias=_env("TELEMETRY_MULTIPROCESS_DIR"),
+        description="Where the workers of one server (uvicorn `--workers`, gunicorn, hypercorn) share metric snapshots, so that `/metrics` serves totals over all of them. Unset: detected (Linux), under the temp directory; a path: used for every process, with a subdirectory per server when the server can be detected; `off`: each worker serves only its own metrics.",
+    )
     excluded_paths: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/metrics", "/health"],
         validation_alias=_env("TELEMETRY_EXCLUDED_PATHS", "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"),
@@ -320,12 +325,34 @@ class TelemetryConfig(EnvSettings):
     disabled_instrumentations: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=_env("TELEMETRY_DISABLED_INSTRUMENTATIONS", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"),
-        description="Integrations to leave off: any of `fastapi`, `httpx`, `sqlalchemy`, `redis`, `logging`, or `*` for all. An unknown name in TELEMETRY_DISABLED_INSTRUMENTATIONS is an error (a typo); in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS it is ignored, since that list also names contrib instrumentations (`requests`, …) that `opentelemetry-instrument` skips.",
+        description="Integrations to leave off: any of `fastapi`, `httpx`, `sqlalchemy`, `redis`, `aiohttp` (also `aiohttp-client`), `requests`, `ccxt`, `websockets`, `logging`, or `*` for all. An unknown name in TELEMETRY_DISABLED_INSTRUMENTATIONS is an error (a typo); in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS it is ignored, since that list also names contrib instrumentations (`urllib3`, …) that `opentelemetry-instrument` skips.",
+    )
+    propagate_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("TELEMETRY_PROPAGATE_HOSTS"),
+        description="Hosts that also get W3C trace context (`traceparent`, `tracestate`, `baggage`) from aiohttp and requests calls (comma list: `api.desk.example`, `*.desk.example`, IP addresses, `*` for every host). Always: loopback, private and link-local addresses, `localhost`, single-label names, `*.local`, `*.internal`, `*.svc`, `*.cluster.local`. Exchanges and other third parties get none.",
     )
     operation_spans: bool = Field(
         False,
         validation_alias=_env("FASTAPI_OPERATION_SPANS"),
         description="FastAPI ≥ 0.142 only: also trace dependency resolution, endpoint and serialization as child spans (≈ 3 extra spans per request).",
+    )
+    gc_freeze: bool = Field(
+        True,
+        validation_alias=_env("TELEMETRY_GC_FREEZE"),
+        description="When `instrument_app`'s lifespan has started the app, collect the young GC generations and `gc.freeze()` what is alive (modules, app, routes, pools), so full collections stop traversing it: they pause requests for ≈ 1–3 ms instead of tens of ms. Objects alive then that later become cyclic garbage are only freed when the lifespan ends (`gc.unfreeze()`). `false` leaves the GC alone.",
+    )
+    loop_monitor: bool = Field(
+        True,
+        validation_alias=_env("TELEMETRY_LOOP_MONITOR"),
+        description="Probe the asyncio event loop 4 times a second from a watchdog thread (`asyncio_event_loop_lag_seconds`) and warn, with the trace id, when a callback blocks it. Started by `instrument_app`'s lifespan and by `trading.feed(...)`.",
+    )
+    loop_block_threshold_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        validation_alias=_env("TELEMETRY_LOOP_BLOCK_THRESHOLD_SECONDS"),
+        description="A callback holding the event loop longer than this is logged as a warning (task, innermost frames, trace id), at most once per 10 s.",
     )
     logs_enabled: bool = Field(
         True,
@@ -461,9 +488,9 @@ class TelemetryConfig(EnvSettings):
         exclude=True,
     )
 
-    _split = field_validator("excluded_paths", "disabled_instrumentations", "redact_keys", mode="before")(
-        classmethod(lambda cls, v: _split_list(v))
-    )
+    _split = field_validator(
+        "excluded_paths", "disabled_instrumentations", "redact_keys", "propagate_hosts", mode="before"
+    )(classmethod(lambda cls, v: _split_list(v)))
     _kv = field_validator("resource_attributes", "otlp_headers", mode="before")(
         classmethod(lambda cls, v: _parse_key_values(v))
     )
@@ -528,6 +555,19 @@ class TelemetryConfig(EnvSettings):
             checked[key] = header_value
         return checked
 
+    @field_validator("multiprocess_dir")
+    @classmethod
+    def _check_multiprocess_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = value.strip()
+        if path.lower() in ("off", "none", "false"):
+            return "off"
+        # Absolute: every worker must name the same directory, whatever its working directory.
+        if not os.path.isabs(path) or any(ord(c) < 32 or ord(c) == 127 for c in path):
+            raise ValueError("expected an absolute directory path, or off")
+        return path
+
     @field_validator("otlp_certificate")
     @classmethod
     def _check_certificate(cls, value: str | None) -> str | None:
@@ -547,11 +587,21 @@ class TelemetryConfig(EnvSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("propagate_hosts")
+    @classmethod
+    def _check_propagate_hosts(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^(\*|(\*\.)?[A-Za-z0-9_.-]+|\[?[0-9A-Fa-f:.]+\]?)$", v)]
+        if bad:
+            raise ValueError(f"expected host names, *.suffix patterns, IP addresses or *; not {bad}")
+        return [v.lower() for v in value]
+
     @field_validator("disabled_instrumentations")
     @classmethod
     def _check_instrumentations(cls, value: list[str]) -> list[str]:
         known = {"fastapi", "httpx", "sqlalchemy", "redis", "logging", "*"}
-        names = [v.lower() for v in value]
+        known |= {"aiohttp", "requests", "ccxt", "websockets"}
+        # The contrib entry point's name means the same integration.
+        names = ["aiohttp" if v.lower() == "aiohttp-client" else v.lower() for v in value]
         unknown = [v for v, name in zip(value, names, strict=True) if name not in known]
         if unknown and not _from_standard_variable(value):
             raise ValueError(f"unknown integration(s) {unknown}; expected any of {sorted(known)}")

@@ -316,4 +316,12 @@ def _pipeline() -> list[Alert]:
     ]
 
 
-ALERTS: list[Alert] = [*_trader(), *_pipeline()]
+# Bot health (market data, decisions, kill switch, risk, order acks/fills, event loop): bot_alerts.py.
+from .bot_alerts import BOT_GROUP, bot_alerts  # noqa: E402
+
+# The exchange the bot trades on (ccxt integration: errors, latency, headroom, skew): exchange_alerts.py.
+from .exchange_alerts import EXCHANGE_GROUP, exchange_alerts  # noqa: E402
+
+GROUPS.update(BOT_GROUP)
+GROUPS.update(EXCHANGE_GROUP)
+ALERTS: list[Alert] = [*_trader(), *_pipeline(), *bot_alerts(), *exchange_alerts()]

@@ -369,4 +369,7 @@ def app_variables() -> list[Variable]:
 
 
 def dashboards() -> list[Dashboard]:
-    return [trading_overview(), api_performance(), fastapi_metrics(), pipeline_health()]
+    from .bot_dashboard import bot_health  # monitoring/generate/bot_dashboard.py
+    from .exchange_dashboard import exchanges  # monitoring/generate/exchange_dashboard.py
+
+    return [trading_overview(), api_performance(), fastapi_metrics(), pipeline_health(), bot_health(), exchanges()]

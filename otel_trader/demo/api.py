@@ -3,15 +3,21 @@
 Everything otel-trader offers, used for real:
 
 * ``instrument_app``: server spans, ``http_requests_total`` / ``http_request_duration_seconds``,
-  ``/metrics``; httpx, SQLAlchemy and Redis client spans, so an order's trace crosses into
-  the mock exchange's service.
+  ``/metrics``; SQLAlchemy and Redis client spans.
+* orders go through an unmodified ``ccxt.async_support.binance`` pointed at the mock exchange
+  (which speaks Binance's signed REST API): a ``ccxt.mock.create_order`` span per order with its
+  aiohttp client span, so the trace crosses into the mock exchange's service, and
+  ``exchange_*`` latency, error, rate-limit headroom and clock-skew metrics
+  (:mod:`otel_trader.exchanges`); before an order, ``fetch_time()`` reads the exchange's clock
+  when the last read is a minute old.
 * :mod:`otel_trader.trading`: ``trading.order(...)`` around every exchange call, positions and
   realized PnL after each fill, ``websocket_connections`` for ``/ws/prices``,
   ``rate_limit_requests_total`` from the rate limiter.
 * :class:`RedisPoolMonitor` and :func:`make_health_router` (``/health``, ``/health/redis``,
   ``/health/redis/pool/stats``, ``/health/db``).
 
-Configuration (environment): ``EXCHANGE_URL`` (the mock exchange), ``DATABASE_URL`` (SQLAlchemy
+Configuration (environment): ``EXCHANGE_URL`` (the mock exchange), ``MOCK_EXCHANGE_API_KEY`` /
+``MOCK_EXCHANGE_API_SECRET`` (the credentials the bot signs with; demo defaults), ``DATABASE_URL`` (SQLAlchemy
 URL; SQLite in a temp dir by default, ``postgresql://…`` works), ``REDIS_URL`` (optional cache),
 ``DEMO_RATE_LIMIT_BURST`` / ``DEMO_RATE_LIMIT_PER_SEC`` (token bucket per client, default 20 and
 20/s), ``DEMO_MAX_SLEEP`` (``/random_sleep`` upper bound, default 0.5 s), plus the usual
@@ -23,6 +29,7 @@ Run: ``uvicorn --factory otel_trader.demo.api:create_app``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -35,7 +42,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy import DateTime, Float, String, select
@@ -45,6 +51,9 @@ import otel_trader
 from otel_trader import RedisPoolMonitor, trading
 from otel_trader.health import make_health_router
 
+from ..integrations.ccxt import classify
+from .binance import DEMO_API_KEY, DEMO_API_SECRET, ccxt_exchange
+from .bot import attach_bot
 from .exchange import LISTED
 
 __all__ = ["OrderRequest", "RateLimiter", "apply_fill", "async_database_url", "create_app"]
@@ -183,6 +192,46 @@ class OrderRequest(BaseModel):
 # -- the app ------------------------------------------------------------------------------------
 
 
+def venue_message(exc: BaseException) -> str:
+    """The venue's own message in a ccxt error (``mock {"code":-2010,"msg":"…"}``, ``mock Market is closed.``)."""
+    text = str(exc)
+    start = text.find("{")
+    if start >= 0:
+        with contextlib.suppress(ValueError, AttributeError):
+            message = json.loads(text[start:]).get("msg")
+            if message:
+                return str(message)[:200]
+    return text.removeprefix(f"{EXCHANGE_NAME} ")[:200]
+
+
+def _venue(exchange_url: str) -> Any:
+    """The bot's exchange client: ccxt's async Binance class, every URL on the mock exchange."""
+    import ccxt.async_support as ccxt_async
+
+    return ccxt_exchange(
+        ccxt_async.binance,
+        exchange_url,
+        api_key=os.environ.get("MOCK_EXCHANGE_API_KEY", DEMO_API_KEY),
+        secret=os.environ.get("MOCK_EXCHANGE_API_SECRET", DEMO_API_SECRET),
+        id=EXCHANGE_NAME,
+    )
+
+
+#: Seconds between two reads of the exchange's clock (before an order, never in the background,
+#: so the service is quiet when nothing is asked of it).
+CLOCK_CHECK_SECONDS = 60.0
+
+
+async def _check_clock(venue: Any, state: dict[str, Any]) -> None:
+    """Read the exchange's clock when the last read is old, as bots do before signing (skew gauge)."""
+    now = time.monotonic()
+    if now - state.get("clock_checked", -CLOCK_CHECK_SECONDS) < CLOCK_CHECK_SECONDS:
+        return
+    state["clock_checked"] = now
+    with contextlib.suppress(Exception):  # the order itself reports a venue that is down
+        await venue.fetch_time()
+
+
 def create_app() -> FastAPI:
     """Build the trading API from the environment (see the module docstring)."""
     exchange_url = os.environ.get("EXCHANGE_URL", "http://127.0.0.1:8001").rstrip("/")
@@ -221,17 +270,21 @@ def create_app() -> FastAPI:
         async with sessions() as session:  # positions survive restarts in the database
             for row in (await session.execute(select(PositionRow))).scalars():
                 trading.set_open_positions(row.symbol, 1 if row.quantity else 0, strategy=row.strategy)
-        state["http"] = httpx.AsyncClient(base_url=exchange_url, timeout=5.0)
+        state["venue"] = venue = _venue(exchange_url)
+        with contextlib.suppress(Exception):  # an exchange still starting: markets load at the first order
+            await venue.load_markets()
+        await _check_clock(venue, state)
         try:
             yield
         finally:
-            await state["http"].aclose()
+            await venue.close()
             if redis_client is not None:
                 await redis_client.aclose()
                 await redis_client.connection_pool.aclose()
             await engine.dispose()
 
     app.router.lifespan_context = lifespan
+    attach_bot(app, exchange_url)  # the demo bot (.bot); DEMO_BOT=false leaves it out
     app.include_router(make_health_router(redis=monitor, engine=engine))
 
     async def cache_get(key: str) -> Any:
@@ -262,27 +315,29 @@ def create_app() -> FastAPI:
         reason: str | None = None
         exchange_order_id: str | None = None
         try:
+            await _check_clock(state["venue"], state)
             async with trading.order(
                 strategy=order.strategy, side=order.side, exchange=EXCHANGE_NAME, symbol=order.symbol
             ) as placed:
-                reply = await state["http"].post(
-                    "/api/v3/order",
-                    json={
-                        "symbol": order.symbol,
-                        "side": order.side,
-                        "quantity": order.quantity,
-                        "client_order_id": client_order_id,
-                    },
-                )
-                if reply.status_code == 400:
+                try:
+                    reply = await state["venue"].create_order(
+                        order.symbol.replace("-", "/"),
+                        "market",
+                        order.side,
+                        order.quantity,
+                        params={"newClientOrderId": client_order_id},
+                    )
+                except Exception as exc:
+                    if classify(exc)[0] != "rejected":
+                        raise
+                    # The venue answered and refused this order (halted market, balance, symbol).
                     placed.set_status("rejected")
-                    reason = str(reply.json().get("msg", "rejected"))[:200]
+                    reason = venue_message(exc)
                 else:
-                    reply.raise_for_status()
-                    body = reply.json()
                     placed.set_status("filled")
-                    price, exchange_order_id = float(body["price"]), str(body["orderId"])
-        except httpx.HTTPError as exc:
+                    price = float(reply.get("average") or reply.get("price"))
+                    exchange_order_id = str(reply["id"])
+        except Exception as exc:
             # Counted as status="error" by trading.order; the client sees a gateway error.
             raise HTTPException(502, f"exchange unavailable: {type(exc).__name__}") from exc
         status = "filled" if price is not None else "rejected"

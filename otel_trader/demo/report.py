@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ def render(
     requests: int | None,
 ) -> str:
     """The summary text; reads the services' ``/metrics`` and the collector's own metrics."""
+    from .bot_report import bot_status, render_bot
+
+    # Before the scrape: /bot/status is a request too, and the counts compared with the
+    # collector's below must include every request the API served.
+    status = bot_status(api_url)
     api = _scrape(f"{api_url}/metrics")
     exchange = _scrape(f"{exchange_url}/metrics")
     lines: list[str] = []
@@ -156,6 +162,13 @@ def render(
             f"errors={total(api, 'redis_operation_errors_total'):g}"
         )
 
+    from .exchange_report import render_exchanges
+
+    add("")
+    lines.extend(render_exchanges(api))
+
+    lines.extend(render_bot(api, status))
+
     # -- traces -------------------------------------------------------------------------------
     started_api = total(api, "otel_sdk_span_started_total")
     started_ex = total(exchange, "otel_sdk_span_started_total")
@@ -223,4 +236,11 @@ def render(
             add(f"  SigNoz stand-in {collector.sink_file} (OTLP/JSON lines{kept})")
     if not args.keep_running:
         add("  (the services stop now; --keep-running keeps them up until Ctrl-C)")
+
+    # -- traces drawn from what the collector exported ----------------------------------------
+    if collector is not None:
+        from ..traces.highlights import demo_section
+
+        add("")
+        lines.extend(demo_section(collector.sink_file, sent, signoz_url=os.environ.get("SIGNOZ_URL") or None))
     return "\n".join(lines)

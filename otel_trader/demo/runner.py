@@ -36,6 +36,8 @@ __all__ = ["add_arguments", "main", "run"]
 
 RATE_LIMIT_BURST = 20
 RATE_LIMIT_PER_SEC = 20
+#: The mock exchange's clock runs this far ahead (seconds): the summary shows the skew ccxt sees.
+MOCK_CLOCK_OFFSET = "0.35"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-collector",
         action="store_true",
         help="do not start otelcol-trader even if it is built (in-process /metrics only)",
+    )
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the two-tier deployment: an agent routing to N gateways (collector/README.md, Two tiers)",
     )
     parser.add_argument(
         "--no-redis", action="store_true", help="do not start a private redis-server when REDIS_URL is unset"
@@ -136,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         _say("--duration must be positive")
         return 2
+    if getattr(args, "gateways", 0) < 0:
+        _say("--gateways must be 0 (one collector) or more")
+        return 2
     requests = args.requests if args.requests is not None else (None if args.duration else 300)
 
     from .processes import ProcessGroup
@@ -204,12 +216,14 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
             "traces are recorded but not exported)"
         )
     else:
-        collector = start_collector(group, run_dir)
+        collector = start_collector(group, run_dir, gateways=getattr(args, "gateways", 0))
         assert collector is not None
         _say(
             f"telemetry: otelcol-trader pid {collector.process.pid}, OTLP {collector.otlp_grpc_endpoint} "
             f"→ {collector.destination}"
         )
+        if collector.routing:
+            _say(f"telemetry: who routes to whom\n{collector.routing}")
 
     extra: dict[str, str] = {}
     redis_note = "off (no REDIS_URL)"
@@ -242,8 +256,14 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     exchange_url, api_url = f"http://127.0.0.1:{exchange_port}", f"http://127.0.0.1:{api_port}"
     exchange = group.start(
         "mock-exchange",
-        _uvicorn("otel_trader.demo.exchange:create_app", exchange_port),
-        _service_env(EXCHANGE_SERVICE, collector, {}),
+        # The mock exchange sends its own Date header, from its own (skewed) clock.
+        [*_uvicorn("otel_trader.demo.exchange:create_app", exchange_port), "--no-date-header"],
+        _service_env(
+            EXCHANGE_SERVICE,
+            collector,
+            # Room for the load's ~40 orders/s (Binance's 100 per 10 s would refuse most of them).
+            {"MOCK_EXCHANGE_CLOCK_OFFSET_SECONDS": MOCK_CLOCK_OFFSET, "MOCK_EXCHANGE_ORDERS_PER_10S": "1000"},
+        ),
         url=exchange_url,
     )
     extra.update(
@@ -265,15 +285,21 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     )
 
     progress = Progress(requests, args.duration)
+    from .scenario import with_scenario  # stall, blocked loop, kill switch during the load
+
     load = asyncio.run(
-        run_load(
+        with_scenario(
+            run_load(
+                api_url,
+                requests=requests,
+                duration=args.duration,
+                concurrency=max(1, args.concurrency),
+                seed=args.seed,
+                burst_capacity=RATE_LIMIT_BURST,
+                progress=progress,
+            ),
             api_url,
-            requests=requests,
-            duration=args.duration,
-            concurrency=max(1, args.concurrency),
-            seed=args.seed,
-            burst_capacity=RATE_LIMIT_BURST,
-            progress=progress,
+            exchange_url,
         )
     )
     dead = [c.name for c in group.children if not c.alive()]

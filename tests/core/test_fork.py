@@ -211,10 +211,12 @@ def test_uvicorn_workers_each_get_their_own_instance(tmp_path: Path) -> None:
                 time.sleep(0.1)
                 continue
             if response.status_code == 200:
-                # /metrics merges the workers: one target_info per worker, labelled with its pid.
+                # Once the workers share snapshots, /metrics lists one target_info per worker,
+                # labelled with its pid (a worker that has seen no sibling yet serves its own).
                 for family in text_string_to_metric_families(response.text):
                     for sample in family.samples if family.name == "target_info" else ():
-                        assert sample.labels["worker"] == sample.labels["process_pid"]
+                        worker = sample.labels.get("worker", sample.labels["process_pid"])
+                        assert worker == sample.labels["process_pid"], sample.labels
                         seen[sample.labels["service_instance_id"]] = sample.labels["process_pid"]
         assert len(seen) == 2, f"saw only {seen} after 30 s"
         assert len(set(seen.values())) == 2

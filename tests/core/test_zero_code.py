@@ -182,12 +182,15 @@ def test_distro_skips_what_otel_trader_instruments(monkeypatch: pytest.MonkeyPat
     from otel_trader import distro
 
     monkeypatch.setattr(distro, "_configured_active", True)
-    owned = [FakeEntryPoint(name) for name in ("fastapi", "asgi", "starlette", "httpx", "sqlalchemy", "redis", "logging")]
-    others = [FakeEntryPoint("requests"), FakeEntryPoint("httpx2"), FakeEntryPoint("aiohttp-client")]
+    owned = [
+        FakeEntryPoint(name)
+        for name in ("fastapi", "asgi", "starlette", "httpx", "sqlalchemy", "redis", "aiohttp-client", "requests", "logging")
+    ]
+    others = [FakeEntryPoint("urllib3"), FakeEntryPoint("httpx2"), FakeEntryPoint("grpc_client")]
     for entry_point in owned + others:
         distro.OtelTraderDistro().load_instrumentor(entry_point, skip_dep_check=True)
     assert [e.name for e in owned if e.instrumented] == []
-    assert [e.name for e in others if e.instrumented] == ["requests", "httpx2", "aiohttp-client"]
+    assert [e.name for e in others if e.instrumented] == ["urllib3", "httpx2", "grpc_client"]
 
 
 def test_distro_survives_a_broken_instrumentor(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -246,9 +249,9 @@ def test_disabled_instrumentations_from_the_standard_variable(monkeypatch: pytes
 
     for name in ("TELEMETRY_DISABLED_INSTRUMENTATIONS", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "requests, Redis ,flask")
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "urllib3, Redis ,flask,aiohttp-client")
     config = TelemetryConfig()
-    assert config.disabled_instrumentations == ["redis"]
+    assert config.disabled_instrumentations == ["redis", "aiohttp"]  # the contrib name of ours counts
     assert not config.integration_enabled("redis") and config.integration_enabled("httpx")
 
     monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "*")

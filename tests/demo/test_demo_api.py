@@ -23,7 +23,8 @@ def exchange_url() -> Iterator[str]:
     """The mock exchange as its own uvicorn process (no telemetry, no random failures)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "OTEL_"))}
-    env["MOCK_EXCHANGE_ERROR_RATE"] = "0"
+    for name in ("ERROR_RATE", "RATE_LIMIT_RATE", "TIMESTAMP_ERROR_RATE"):
+        env[f"MOCK_EXCHANGE_{name}"] = "0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "otel_trader.demo.exchange:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
@@ -64,6 +65,8 @@ def _client(monkeypatch, exchange_url: str, database_url: str, redis_url: str | 
         monkeypatch.setenv("REDIS_URL", redis_url)
     else:
         monkeypatch.delenv("REDIS_URL", raising=False)
+    # Exact order counts below: the demo bot's own orders would add to them (tests/demo/test_demo_bot.py).
+    monkeypatch.setenv("DEMO_BOT", "false")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     from otel_trader.demo.api import create_app
@@ -80,7 +83,7 @@ def _order_flow(client: TestClient) -> None:
     assert sell.json()["status"] == "filled"
     rejected = client.post("/orders", json={"symbol": "XRP-USDT", "side": "buy", "quantity": 1})
     assert rejected.status_code == 201 and rejected.json()["status"] == "rejected"
-    assert rejected.json()["reason"] == "Invalid symbol."
+    assert rejected.json()["reason"] == "Market is closed."  # the venue's own message
     too_big = client.post("/orders", json={"symbol": "BTC-USDT", "side": "buy", "quantity": 100})
     assert too_big.json()["status"] == "rejected"
     invalid = client.post("/orders", json={"symbol": "BTC-USDT", "side": "hold", "quantity": 1})
@@ -124,7 +127,8 @@ def test_orders_sqlite_with_redis_cache(telemetry, monkeypatch, exchange_url, re
     with engine.connect() as conn:
         assert conn.execute(sqlalchemy.text("select count(*) from demo_orders")).scalar() == 5
     spans = {s.name for s in telemetry.finished_spans()}
-    assert {"POST /orders", "trading.order", "POST"} <= spans  # server, order, httpx client span
+    # server, order, ccxt call and its aiohttp client span
+    assert {"POST /orders", "trading.order", "ccxt.mock.create_order", "POST /api/v3/order"} <= spans
 
 
 @pytest.mark.timeout(90)

@@ -82,7 +82,8 @@ def test_rule_files_read_back_as_described() -> None:
 
 def test_four_dashboards_per_backend() -> None:
     titles = {json.loads(p.read_text())["title"] for p in GRAFANA_FILES}
-    assert titles == {"Trading Overview", "API Performance", "FastAPI Metrics", "Telemetry Pipeline Health"}
+    assert titles == {"Trading Overview", "API Performance", "FastAPI Metrics", "Telemetry Pipeline Health", "Bot Health",
+                      "Exchanges"}
     assert {p.name for p in SIGNOZ_DASHBOARDS} == {p.name for p in GRAFANA_FILES}
 
 

@@ -46,7 +46,11 @@ from stack import (
 )
 
 HERE = Path(__file__).resolve().parent
-EXPRESSIONS = extract_all()
+#: The exchange and bot-health assets read metrics only a trading bot emits (ccxt calls, feeds,
+#: risk state): this HTTP load does not, the demo does (tests/monitoring/test_data_demo.py).
+BOT_ONLY_FILES = ("exchanges", "bot-health", "exchange-", "market-data-", "bot-not-", "trading-halted",
+                  "risk-limit-", "orders-unacknowledged", "no-fills-", "event-loop-", "slippage-")
+EXPRESSIONS = [e for e in extract_all() if not any(part in Path(e.file).name for part in BOT_ONLY_FILES)]
 GRAFANA = [e for e in EXPRESSIONS if e.source in ("grafana", "grafana-variable")]
 RULES = [e for e in EXPRESSIONS if e.source == "prometheus-rule"]
 SIGNOZ = [e for e in EXPRESSIONS if e.dialect == "signoz"]
@@ -164,7 +168,7 @@ def test_every_alert_rule_selector_has_data(stack: Stack, v3_parser: Path) -> No
 def test_alert_rules_evaluate_without_errors(stack: Stack) -> None:
     """Prometheus evaluated every rule on real data without an error (e.g. a duplicate label set)."""
     rules = stack.prometheus.rules()
-    assert len(rules) == 15
+    assert len(rules) >= 15
     broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r.get("health") != "ok"]
     assert not broken, broken
 

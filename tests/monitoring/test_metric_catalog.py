@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +58,49 @@ async def _exercise(redis_url: str, telegram_url: str, closed_url: str) -> typin
     trading.websocket_connected()
     trading.record_rate_limit("allowed")
     trading.record_rate_limit("limited")
+
+    # Bot health: a feed, an order followed past its block, the kill switch, a risk limit, a
+    # decision, balances, and the event-loop probe.
+    assert trading.monitor_event_loop(interval=0.01) is not None
+    feed = trading.feed("okx", "BTC-USDT@trade")
+    feed.message(event_time=time.time() - 0.01, sequence=1)
+    feed.message(sequence=3)
+    feed.reconnected()
+    async with trading.order(strategy="grid", side="buy", exchange="okx", symbol="BTC-USDT",
+                             client_order_id="catalog-1", quantity=1.0, decision_price=100.0) as order:
+        order.set_status("new")
+    assert trading.order_filled("catalog-1", price=100.5, quantity=1.0)
+    assert not trading.order_filled("catalog-ghost", price=1.0, quantity=1.0, exchange="okx")
+    trading.halt("kill_switch")
+    trading.resume()
+    trading.risk_limit("daily_loss", maximum=100.0).set(10.0)
+    trading.decision("grid")
+    trading.set_balance("USDT", 100.0)
+    trading.set_exposure("BTC", 50.0)
+    await asyncio.sleep(0.1)  # a few loop probes
+
+    # Exchange calls (what the ccxt integration records): a success, a failure, venue headers, skew.
+    from otel_trader import exchanges
+
+    exchanges.record_call("binance", "create_order", 0.05)
+    exchanges.record_call("binance", "fetch_balance", 0.2, "error", "RateLimitExceeded")
+    exchanges.observe_response_headers("binance", {"X-MBX-USED-WEIGHT-1M": "120"}, "/api/v3/order")
+    exchanges.record_clock_skew("binance", 0.3)
+    # A WebSocket client: two sessions on one stream (a reconnect), messages both ways, closed.
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    async def ticks(ws: typing.Any) -> None:
+        await ws.recv()
+        await ws.send("tick")
+
+    async with serve(ticks, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/btcusdt@trade"
+        for _ in range(2):
+            async with connect(url) as ws:
+                await ws.send("subscribe")
+                await ws.recv()
+    await asyncio.sleep(0.05)  # connection_lost of the last close
 
     pool = redis.asyncio.ConnectionPool.from_url(redis_url, max_connections=4)
     client = redis.asyncio.Redis(connection_pool=pool)
@@ -138,6 +182,11 @@ def emitted(reset_otel: None, monkeypatch: pytest.MonkeyPatch, redis_server: typ
             monitor.close()
         telegram.stop()
         trading.configure_trading()
+        from otel_trader import trading_feed, trading_lifecycle, trading_risk
+
+        trading_feed.configure_feeds()
+        trading_lifecycle.configure_order_tracking()
+        trading_risk.configure_risk()
 
 
 def _families(text: str) -> dict[str, typing.Any]:
@@ -237,6 +286,14 @@ def test_the_codes_constants_are_the_catalogs() -> None:
     levels = typing.get_args(TelegramSettings.model_fields["min_level"].annotation)
     assert catalog["otel_trader_error_reports_total"].label("level").values == levels
     assert mc.OVERFLOW == trading.OVERFLOW_VALUE
+    from otel_trader import loop_health, trading_feed, trading_lifecycle
+
+    assert catalog["market_data_lag_seconds"].buckets == trading_feed.LAG_BUCKETS
+    assert catalog["order_ack_latency_seconds"].buckets == trading_lifecycle.ACK_LATENCY_BUCKETS
+    assert catalog["order_fill_latency_seconds"].buckets == trading_lifecycle.FILL_LATENCY_BUCKETS
+    assert catalog["order_slippage_bps"].buckets == trading_lifecycle.SLIPPAGE_BUCKETS_BPS
+    assert catalog["order_price_improvement_bps"].buckets == trading_lifecycle.SLIPPAGE_BUCKETS_BPS
+    assert catalog["asyncio_event_loop_lag_seconds"].buckets == loop_health.LAG_BUCKETS
 
 
 def test_the_catalog_is_consistent() -> None:
