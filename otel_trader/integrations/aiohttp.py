@@ -10,18 +10,9 @@ traced; aiohttp is not imported here (see :mod:`.on_import`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-from .http_client import (
-    PropagationPolicy,
-    install_propagation_gate,
-    name_client_span,
-    policy_from,
-    shared_meter_provider,
-    skip_propagation,
-)
-from .on_import import when_imported
+from .http_client import PropagationPolicy, instrument_when_imported, name_client_span, skip_propagation
 
 __all__ = ["instrument", "request_hook"]
 
@@ -40,26 +31,12 @@ def request_hook(policy: PropagationPolicy) -> Callable[[Any, Any], None]:
 
 def instrument(tracer_provider: Any, meter_provider: Any, config: Any = None) -> Callable[[], None]:
     """Trace every aiohttp ``ClientSession`` created from now on; return the undo function."""
-    policy = policy_from(config)
-    undo: list[Callable[[], None]] = []
 
-    def on_import(_module: ModuleType) -> None:
+    def make_instrumentor() -> Any:
         from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
-        instrumentor = AioHttpClientInstrumentor()
-        instrumentor.instrument(
-            tracer_provider=tracer_provider,
-            meter_provider=shared_meter_provider(meter_provider),
-            request_hook=request_hook(policy),
-        )
-        undo.append(install_propagation_gate())
-        undo.append(instrumentor.uninstrument)
+        return AioHttpClientInstrumentor()
 
-    cancel = when_imported("aiohttp", on_import)
-
-    def uninstrument() -> None:
-        cancel()
-        while undo:
-            undo.pop()()
-
-    return uninstrument
+    return instrument_when_imported(
+        "aiohttp", make_instrumentor, request_hook, tracer_provider, meter_provider, config
+    )

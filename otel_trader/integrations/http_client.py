@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from opentelemetry import propagate
 from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
 
 from ..redaction import redact_url
+from .on_import import when_imported
 
 __all__ = [
     "GatedPropagator",
@@ -290,3 +291,39 @@ def shared_meter_provider(meter_provider: Any) -> SharedMeterProvider:
         _shared_meters.clear()
         shared = _shared_meters[key] = SharedMeterProvider(meter_provider)
     return shared
+
+
+def instrument_when_imported(
+    module: str,
+    make_instrumentor: Callable[[], Any],
+    request_hook: Callable[[PropagationPolicy], Callable[[Any, Any], None]],
+    tracer_provider: Any,
+    meter_provider: Any,
+    config: Any,
+) -> Callable[[], None]:
+    """Instrument an HTTP client library with a contrib instrumentor once ``module`` is imported.
+
+    The instrumentor gets our request hook (span name, scrubbed URL, propagation gate) and the
+    meter provider shared by all HTTP clients. Returns the undo function (also cancels the wait).
+    """
+    policy = policy_from(config)
+    undo: list[Callable[[], None]] = []
+
+    def on_import(_module: Any) -> None:
+        instrumentor = make_instrumentor()
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=shared_meter_provider(meter_provider),
+            request_hook=request_hook(policy),
+        )
+        undo.append(install_propagation_gate())
+        undo.append(instrumentor.uninstrument)
+
+    cancel = when_imported(module, on_import)
+
+    def uninstrument() -> None:
+        cancel()
+        while undo:
+            undo.pop()()
+
+    return uninstrument
