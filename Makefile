@@ -81,7 +81,7 @@ demo: install
 
 # Regenerates the README's settings table from otel_trader/settings.py.
 readme:
-	$(PYTHON) -m otel_trader.settings README.md
+	$(PYTHON) scripts/settings_table.py README.md
 
 # Generated, commit the result: Grafana and SigNoz dashboards, Prometheus and SigNoz alert rules,
 # and the metric table of docs/DESIGN.md and alert table of monitoring/README.md (monitoring/generate/).

@@ -128,7 +128,7 @@ def measure(slices: int, per_slice: int) -> dict[str, list[float]]:
 
 def record_cost(rounds: int = 20_000) -> float:
     """µs of one SDK histogram record on market_data_lag_seconds, as a window opening pays it."""
-    from otel_trader import trading_feed
+    from otel_trader.trading import market_data as trading_feed
 
     inst = trading_feed._instruments.get()
     if inst is None:

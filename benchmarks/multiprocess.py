@@ -46,8 +46,8 @@ def main() -> None:
     from prometheus_client import generate_latest
 
     import otel_trader
-    from otel_trader import multiprocess
-    from otel_trader.middleware import DURATION_BUCKETS
+    from otel_trader.web import multiprocess
+    from otel_trader.web.middleware import DURATION_BUCKETS
 
     manager = otel_trader.configure(enabled=True, exporter="none", service_name="bench")
     for route in range(args.routes):

@@ -114,7 +114,7 @@ def build_apps(variants: list[str]) -> dict[str, Any]:
 
     import otel_trader
     from otel_trader.integrations.fastapi import native_telemetry_config
-    from otel_trader.manager import TelemetryManager
+    from otel_trader.sdk.manager import TelemetryManager
     from otel_trader.settings import TelemetryConfig
 
     spans, reader = _noop_exporters()

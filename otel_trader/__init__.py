@@ -6,22 +6,28 @@ otel_trader.instrument_app(app)      # reads the environment; a no-op unless TEL
 
 from __future__ import annotations
 
-from . import trading
-from .manager import TelemetryManager, configure, get_telemetry_manager, instrument_app
-from .metrics import observe_gauge, record_counter, record_histogram, record_up_down, set_gauge
-from .middleware import MonitoringMiddleware, RequestInfo
-from .redaction import add_redact_keys
-from .redis_pool import RedisPoolMonitor
-from .settings import ConfigError, TelemetryConfig
-from .telegram import TelegramErrorReporter, TelegramLogHandler, get_error_reporter
-from .tracing import add_span_attribute, trace_operation
-from .trading import LabelValueError
+from otel_trader import trading
+from otel_trader.redaction import add_redact_keys
+from otel_trader.sdk.manager import TelemetryManager, configure, get_telemetry_manager, instrument_app
+from otel_trader.sdk.metric_helpers import (
+    observe_gauge,
+    record_counter,
+    record_histogram,
+    record_up_down,
+    set_gauge,
+)
+from otel_trader.sdk.span_helpers import add_span_attribute, trace_operation
+from otel_trader.settings import ConfigError, TelemetryConfig
+from otel_trader.telegram import TelegramErrorReporter, TelegramLogHandler, get_error_reporter
+from otel_trader.trading import LabelValueError
+from otel_trader.trading.redis_pool import RedisPoolMonitor
+from otel_trader.web.middleware import MonitoringMiddleware, RequestInfo
 
-# health.py needs FastAPI (an optional extra): imported on first use of these names.
+# web/health.py needs FastAPI (an optional extra): imported on first use of these names.
 _LAZY = {
-    "health_router": ".health",
-    "make_health_router": ".health",
-    "register_health_dependencies": ".health",
+    "health_router": "otel_trader.web.health",
+    "make_health_router": "otel_trader.web.health",
+    "register_health_dependencies": "otel_trader.web.health",
 }
 
 

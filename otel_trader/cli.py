@@ -4,7 +4,7 @@ Subcommands live in their own modules, each with ``add_arguments(parser)`` and
 ``run(args) -> int`` (exit status), and are listed in :data:`SUBCOMMANDS`. A subcommand whose
 module is not part of this installation is simply not offered.
 
-Hook for the collector command: create ``otel_trader/collector_cli.py`` with those two
+Hook for the collector command: create ``otel_trader/collector/cli.py`` with those two
 functions (and a module docstring: its first line is the help text); it is already listed
 below and appears as ``otel-trader collector`` as soon as the module exists. The demo starts
 the collector through :func:`otel_trader.demo.collector.start_collector`, the one place to
@@ -23,7 +23,7 @@ __all__ = ["SUBCOMMANDS", "main"]
 #: name → module providing ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, str] = {
     "demo": "otel_trader.demo.runner",
-    "collector": "otel_trader.collector_cli",
+    "collector": "otel_trader.collector.cli",
     "traces": "otel_trader.traces.cli",
 }
 

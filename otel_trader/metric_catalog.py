@@ -132,7 +132,7 @@ def _bounded(name: str, limit: int, setting: str) -> Label:
 # The table keeps one metric per row (and its labels next to it), which is what a reader scans
 # for; the formatter would spread every row over ten lines.
 # fmt: off
-# Allowed values (otel_trader.trading, otel_trader.middleware, otel_trader.telegram).
+# Allowed values (otel_trader.trading, otel_trader.web.middleware, otel_trader.telegram).
 SIDES = ("buy", "sell")
 ORDER_STATUSES = ("new", "filled", "partially_filled", "cancelled", "rejected", "expired", "error")
 RESULTS = ("success", "rejected", "error")
@@ -172,7 +172,7 @@ _RESOURCE = tuple(Label(key.replace(".", "_"), attribute=key) for key in (
 
 
 def _app() -> list[Metric]:
-    m = _section("otel_trader.middleware", "HTTP (MonitoringMiddleware)")
+    m = _section("otel_trader.web.middleware", "HTTP (MonitoringMiddleware)")
     out = [
         m("http_requests_total", "Counter", "{request}", (_METHOD, _PATH, _HTTP_STATUS), "Total HTTP requests."),
         m("http_request_duration_seconds", "Histogram", "s", (_METHOD, _PATH), "HTTP request duration in seconds.",
@@ -198,7 +198,7 @@ def _app() -> list[Metric]:
         m("rate_limit_requests_total", "Counter", "{request}", (Label("status", RATE_LIMIT_STATUSES),),
           "Requests seen by the rate limiter, by status (allowed, limited)."),
     ]
-    m = _section("otel_trader.redis_pool", "Redis pool (RedisPoolMonitor)")
+    m = _section("otel_trader.trading.redis_pool", "Redis pool (RedisPoolMonitor)")
     read = "read from the pool at each export"
     out += [
         m("redis_pool_max_connections", "ObservableGauge", "{connection}", (_POOL,),
@@ -233,7 +233,7 @@ def _app() -> list[Metric]:
             "otel_trader_label_overflow_total", "Counter", "{recording}", (Label("label", OVERFLOW_LABELS),),
             "Recordings whose label value was replaced by __other__ (too many distinct values).",
             when=f"once a trading or Redis label became `{OVERFLOW}`"),
-        _section("otel_trader.metrics", "Cardinality limits")(
+        _section("otel_trader.sdk.metric_helpers", "Cardinality limits")(
             "otel_trader_metric_overflow_total", "ObservableCounter", "{measurement}",
             (Label("metric", note="the helper metric's name"),),
             "Measurements of an otel-trader metric helper recorded in its otel.metric.overflow series (the metric "
@@ -253,7 +253,7 @@ LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 def _bot() -> list[Metric]:
     """Bot health: market data, order lifecycle, risk and liveness, event loop."""
     feed = (_EXCHANGE, _bounded("stream", 200, "configure_feeds(max_streams=)"))
-    m = _section("otel_trader.trading_feed", "Market data (trading.feed)", when="once a feed exists")
+    m = _section("otel_trader.trading.market_data", "Market data (trading.feed)", when="once a feed exists")
     at_read = "computed when metrics are read: a stalled feed's age grows"
     out = [
         m("market_data_messages_total", "ObservableCounter", "{message}", feed,
@@ -270,7 +270,7 @@ def _bot() -> list[Metric]:
           "0.1 s window).", buckets=MARKET_DATA_LAG_BUCKETS,
           notes="at most one record per 0.1 s window of a feed, so `_count` is not a message count"),
     ]
-    m = _section("otel_trader.trading_lifecycle", "Order lifecycle (trading.order, trading.track_order)",
+    m = _section("otel_trader.trading.lifecycle", "Order lifecycle (trading.order, trading.track_order)",
                  when="once an order was submitted")
     out += [
         m("orders_submitted_total", "Counter", "{order}", (_EXCHANGE,), "Orders sent to the exchange, by exchange."),
@@ -297,7 +297,7 @@ def _bot() -> list[Metric]:
         m("orders_open", "ObservableUpDownCounter", "{order}", (_EXCHANGE,),
           "Orders being followed: submitted and not yet done, by exchange."),
     ]
-    m = _section("otel_trader.trading_risk", "Risk and liveness (trading.halt, risk_limit, decision)")
+    m = _section("otel_trader.trading.risk", "Risk and liveness (trading.halt, risk_limit, decision)")
     out += [
         m("trading_halted", "ObservableGauge", "", (_bounded("reason", 20, "configure_risk(max_reasons=)"),),
           "1 while trading is halted for the reason (kill switch), else 0.",
@@ -317,7 +317,7 @@ def _bot() -> list[Metric]:
         m("trading_exposure", "ObservableGauge", "", (_bounded("asset", 100, "configure_risk(max_assets=)"),),
           "Exposure per asset, in quote currency (negative for a short).", when="once set"),
     ]
-    out.append(_section("otel_trader.loop_health", "Event loop (loop_health)",
+    out.append(_section("otel_trader.trading.loop_health", "Event loop (loop_health)",
                         when="while a loop monitor runs (on by default: TELEMETRY_LOOP_MONITOR)")(
         "asyncio_event_loop_lag_seconds", "Histogram", "s", (),
         "Time the asyncio event loop took to run a callback scheduled every 0.25 s, in seconds (time-weighted "
@@ -332,11 +332,11 @@ WEBSOCKET_LIFETIME_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 4
 
 
 def _exchanges() -> list[Metric]:
-    """Exchange clients: ccxt calls (otel_trader.exchanges) and WebSocket clients."""
+    """Exchange clients: ccxt calls (otel_trader.trading.exchanges) and WebSocket clients."""
     venue = Label("exchange", note=f"the ccxt exchange id: 50 values, then `{OVERFLOW}`")
     call = (venue, Label("method", note=f"the ccxt unified or implicit method, snake_case: 200 values, then `{OVERFLOW}`"),
             Label("outcome", EXCHANGE_OUTCOMES))
-    m = _section("otel_trader.exchanges", "Exchange calls (ccxt integration)",
+    m = _section("otel_trader.trading.exchanges", "Exchange calls (ccxt integration)",
                  when="once an exchange call was made (ccxt installed and imported)")
     out = [
         m("exchange_request_duration_seconds", "Histogram", "s", call,
@@ -384,7 +384,7 @@ def _exchanges() -> list[Metric]:
 
 
 def _runtime_and_sdk() -> list[Metric]:
-    m = _section("otel_trader.runtime_metrics", "Runtime (prometheus_client's names, as OTel instruments)")
+    m = _section("otel_trader.sdk.runtime_metrics", "Runtime (prometheus_client's names, as OTel instruments)")
     linux = "on Linux (prometheus_client reads them from /proc)"
     out = [
         m("process_cpu_seconds_total", "ObservableCounter", "", (), "Total user and system CPU time spent in seconds.",

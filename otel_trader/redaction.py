@@ -20,7 +20,7 @@ Two questions are answered here, both process-wide and cached:
 Users add key names with ``TELEMETRY_REDACT_KEYS`` or :func:`add_redact_keys`; an added name
 matches the same way (``desk-pin`` also matches ``deskPin`` and ``trader.desk_pin``).
 
-Where it is applied: spans and log records on the export thread (:mod:`otel_trader.scrubbing`),
+Where it is applied: spans and log records on the export thread (:mod:`otel_trader.sdk.scrubbing`),
 the process's own log handlers (:class:`RedactingFilter`), metric labels, Telegram messages and
 error texts. The collector scrubs again as a second line (``collector/otelcol-config.yaml``).
 """

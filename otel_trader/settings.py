@@ -26,7 +26,6 @@ __all__ = [
     "OtlpTarget",
     "TelemetryConfig",
     "env_vars",
-    "settings_table_markdown",
 ]
 
 
@@ -669,7 +668,7 @@ class OtlpTarget:
         return cls(protocol=protocol, endpoint=endpoint, insecure=insecure)  # type: ignore[arg-type]
 
 
-def _env_names(field: str, model: type[BaseSettings] | None = None) -> list[str]:
+def env_names(field: str, model: type[BaseSettings] | None = None) -> list[str]:
     alias = (model or TelemetryConfig).model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
         return [str(choice) for choice in alias.choices]
@@ -679,7 +678,7 @@ def _env_names(field: str, model: type[BaseSettings] | None = None) -> list[str]
 def _field_of(loc: str, model: type[BaseSettings] | None = None) -> str:
     # pydantic reports an aliased field under its first alias, not the field name.
     for name in (model or TelemetryConfig).model_fields:
-        if loc == name or loc in _env_names(name, model):
+        if loc == name or loc in env_names(name, model):
             return name
     return loc
 
@@ -699,7 +698,7 @@ def _config_error(
     lines = []
     for err in exc.errors():
         field = _field_of(str(err["loc"][0]) if err["loc"] else "", model)
-        names = _env_names(field, model) if field in model.model_fields else [field]
+        names = env_names(field, model) if field in model.model_fields else [field]
         if field in kwargs:
             source = f"argument {field}"
         else:
@@ -712,7 +711,7 @@ def _config_error(
         if _is_secret(model, field) and value is not None:
             shown = "'<hidden>'"
         else:
-            from .redaction import redact_url
+            from otel_trader.redaction import redact_url
 
             shown = repr(redact_url(value) if isinstance(value, str) else value)
         lines.append(f"{source}={shown} is not valid: {accepted}")
@@ -740,7 +739,7 @@ def _warn_ignored(model: type[BaseSettings], switch: str, problems: str) -> None
     _warned_ignored.add(key)
     import logging
 
-    switch_var = _env_names(switch, model)[0]
+    switch_var = env_names(switch, model)[0]
     logging.getLogger("otel_trader").warning(
         "otel-trader: %s is off, so these invalid settings are ignored (defaults used); "
         "they would stop the application with %s=true: %s",
@@ -756,70 +755,3 @@ def _is_secret(model: type[BaseSettings], field: str) -> bool:
         return False
     extra = info.json_schema_extra
     return "SecretStr" in str(info.annotation) or (isinstance(extra, dict) and bool(extra.get("secret")))
-
-
-def _type_text(annotation: Any) -> str:
-    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    origin = getattr(annotation, "__origin__", None)
-    if origin is Literal:
-        return "one of " + ", ".join(f"`{a}`" for a in annotation.__args__)
-    if origin is Annotated:
-        return _type_text(args[0])
-    if origin in (list, dict):
-        return "comma list" if origin is list else "`k=v` list"
-    if args and origin is not None and type(None) in annotation.__args__:
-        return _type_text(args[0])
-    if len(args) > 1 or (args and type(None) in getattr(annotation, "__args__", ())):
-        return _type_text(args[0])
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def settings_table_markdown(model: type[BaseSettings] | None = None) -> str:
-    """The README's settings table, derived from :class:`TelemetryConfig` (or another settings class)."""
-    model = model or TelemetryConfig
-    rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
-        env = " / ".join(f"`{n}`" for n in _env_names(name, model))
-        annotation = _type_text(field.annotation)
-        if field.default_factory is not None:
-            default: Any = field.default_factory()  # type: ignore[call-arg]
-            default = ",".join(default) if isinstance(default, list) else (default or "")
-        else:
-            default = field.default
-        default_text = (
-            ""
-            if default in (None, "", {})
-            else f"`{str(default).lower() if isinstance(default, bool) else default}`"
-        )
-        rows.append(f"| {env} | {annotation} | {default_text} | {field.description} |")
-    return "\n".join(rows)
-
-
-def _readme_tables() -> dict[str, type[BaseSettings]]:
-    from .telegram.settings import TelegramSettings  # imported late: it imports this module
-
-    return {"settings-table": TelemetryConfig, "telegram-settings-table": TelegramSettings}
-
-
-def update_readme(path: str) -> bool:
-    """Rewrite each generated settings table between its README markers; True when the file changed."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    new = text
-    for marker, model in _readme_tables().items():
-        begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-        head, found, rest = new.partition(begin)
-        _, found_end, tail = rest.partition(end)
-        if not found or not found_end:
-            raise SystemExit(f"{path} lacks the {begin} … {end} markers")
-        new = f"{head}{begin}\n{settings_table_markdown(model)}\n{end}{tail}"
-    if new != text:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(new)
-    return new != text
-
-
-if __name__ == "__main__":  # python -m otel_trader.settings README.md
-    import sys
-
-    update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")

@@ -43,9 +43,9 @@ def _reset_globals() -> None:
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.metrics import _internal as metrics_internal
 
-    import otel_trader.manager as manager_module
-    from otel_trader import metrics as ot_metrics
-    from otel_trader import tracing as ot_tracing
+    import otel_trader.sdk.manager as manager_module
+    from otel_trader.sdk import metric_helpers as ot_metrics
+    from otel_trader.sdk import span_helpers as ot_tracing
 
     if manager_module._manager is not None:
         manager_module._manager.shutdown(timeout=2)

@@ -39,7 +39,7 @@ BOT_GROUP = {
     GROUP: ("bot-health.yml", """\
 Bot health: is the trading bot alive and making progress, not only serving HTTP. Market-data
 freshness, strategy decisions, the kill switch, risk limits, order acks and fills, event-loop lag
-and slippage (otel_trader.trading_feed, trading_lifecycle, trading_risk, loop_health). Proven by
+and slippage (otel_trader.trading: market_data, lifecycle, risk, loop_health). Proven by
 ../tests/bot_health_test.yml (promtool test rules) and, against the demo bot, by
 tests/monitoring/test_bot_alerts.py.
 

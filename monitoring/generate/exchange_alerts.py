@@ -2,7 +2,7 @@
 clock sync, or has not answered successfully for minutes while the bot is up.
 
 Written once for Prometheus (monitoring/prometheus/alerts/exchanges.yml) and SigNoz like the others
-(:mod:`.alerts`), from the ``exchange_*`` metrics of the ccxt integration (otel_trader.exchanges).
+(:mod:`.alerts`), from the ``exchange_*`` metrics of the ccxt integration (otel_trader.trading.exchanges).
 Thresholds are one :class:`ExchangeThresholds`; ../tests/exchanges_test.yml proves each alert.
 
 Two pieces of arithmetic the obvious expressions get wrong:
@@ -30,7 +30,7 @@ GROUP = "exchanges"
 EXCHANGE_GROUP = {
     GROUP: ("exchanges.yml", """\
 Exchange alerts: the venue's calls fail, are slow, approach its rate limit, the clocks drift apart,
-or nothing succeeded for minutes while the bot is up (otel_trader.exchanges, the ccxt integration).
+or nothing succeeded for minutes while the bot is up (otel_trader.trading.exchanges, the ccxt integration).
 Proven by ../tests/exchanges_test.yml (promtool test rules).
 
 Ratios and quantiles aggregate `sum by (job, exchange)` (both scrape paths double alike); gauges

@@ -132,5 +132,5 @@ def exchanges() -> Dashboard:
     return Dashboard("exchanges", "otel-trader-exchanges", "Exchanges",
                      "The exchanges the bot trades on: call latency and errors per exchange and ccxt method, "
                      "rate-limit headroom, clock skew, the last successful call, and the WebSocket clients "
-                     "(otel_trader.exchanges, the ccxt and websockets integrations).",
+                     "(otel_trader.trading.exchanges, the ccxt and websockets integrations).",
                      ["otel-trader", "trading", "exchanges"], panels, app_variables(), time_from="now-3h")

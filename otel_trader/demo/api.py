@@ -8,7 +8,7 @@ Everything otel-trader offers, used for real:
   (which speaks Binance's signed REST API): a ``ccxt.mock.create_order`` span per order with its
   aiohttp client span, so the trace crosses into the mock exchange's service, and
   ``exchange_*`` latency, error, rate-limit headroom and clock-skew metrics
-  (:mod:`otel_trader.exchanges`); before an order, ``fetch_time()`` reads the exchange's clock
+  (:mod:`otel_trader.trading.exchanges`); before an order, ``fetch_time()`` reads the exchange's clock
   when the last read is a minute old.
 * :mod:`otel_trader.trading`: ``trading.order(...)`` around every exchange call, positions and
   realized PnL after each fill, ``websocket_connections`` for ``/ws/prices``,
@@ -49,12 +49,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import otel_trader
 from otel_trader import RedisPoolMonitor, trading
-from otel_trader.health import make_health_router
-
-from ..integrations.ccxt import classify
-from .binance import DEMO_API_KEY, DEMO_API_SECRET, ccxt_exchange
-from .bot import attach_bot
-from .exchange import LISTED
+from otel_trader.demo.binance import DEMO_API_KEY, DEMO_API_SECRET, ccxt_exchange
+from otel_trader.demo.bot import attach_bot
+from otel_trader.demo.exchange import LISTED
+from otel_trader.integrations.ccxt import classify
+from otel_trader.web.health import make_health_router
 
 __all__ = ["OrderRequest", "RateLimiter", "apply_fill", "async_database_url", "create_app"]
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .summary import Sample, fmt_seconds, histogram_quantile, total
+from otel_trader.demo.summary import Sample, fmt_seconds, histogram_quantile, total
 
 __all__ = ["bot_status", "render_bot"]
 
@@ -20,7 +20,7 @@ def bot_status(api_url: str) -> dict[str, Any] | None:
     """``GET /bot/status`` of the trading API, or None (no bot, or no answer)."""
     import json
 
-    from .processes import http_get
+    from otel_trader.demo.processes import http_get
 
     try:
         code, body = http_get(f"{api_url}/bot/status", timeout=5.0)

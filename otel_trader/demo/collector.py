@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ..collector import (
+from otel_trader.collector import (
     CollectorError,
     CollectorPorts,
     Endpoints,
@@ -44,7 +44,7 @@ from ..collector import (
     http_get,
     role_configs,
 )
-from .processes import ChildProcess, ProcessGroup, free_port
+from otel_trader.demo.processes import ChildProcess, ProcessGroup, free_port
 
 __all__ = ["CollectorInfo", "TierView", "find_collector", "start_collector"]
 

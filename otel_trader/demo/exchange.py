@@ -17,9 +17,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import otel_trader
-
-from .binance import MAX_NOTIONAL, install
-from .bot_exchange import install_bot_streams
+from otel_trader.demo.binance import MAX_NOTIONAL, install
+from otel_trader.demo.bot_exchange import install_bot_streams
 
 __all__ = ["LISTED", "MAX_NOTIONAL", "create_app"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from .summary import Sample, fmt_seconds, histogram_quantile
+from otel_trader.demo.summary import Sample, fmt_seconds, histogram_quantile
 
 __all__ = ["render_exchanges"]
 

@@ -8,16 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import API_SERVICE
-from .load import LoadResult
-from .summary import Sample, by_label, fmt_seconds, route_table, total
+from otel_trader.demo import API_SERVICE
+from otel_trader.demo.load import LoadResult
+from otel_trader.demo.summary import Sample, by_label, fmt_seconds, route_table, total
 
 __all__ = ["render"]
 
 
 def _scrape(url: str) -> list[Sample]:
-    from .processes import http_get
-    from .summary import parse
+    from otel_trader.demo.processes import http_get
+    from otel_trader.demo.summary import parse
 
     status, body = http_get(url, timeout=5.0)
     if status != 200:
@@ -60,7 +60,7 @@ def render(
     requests: int | None,
 ) -> str:
     """The summary text; reads the services' ``/metrics`` and the collector's own metrics."""
-    from .bot_report import bot_status, render_bot
+    from otel_trader.demo.bot_report import bot_status, render_bot
 
     # Before the scrape: /bot/status is a request too, and the counts compared with the
     # collector's below must include every request the API served.
@@ -132,7 +132,7 @@ def render(
     merged: dict[float, float] = {}
     for le, value in executions:
         merged[le] = merged.get(le, 0.0) + value
-    from .summary import histogram_quantile
+    from otel_trader.demo.summary import histogram_quantile
 
     add(
         f"trading_execution_duration_seconds: p50={fmt_seconds(histogram_quantile(0.5, list(merged.items())))} "
@@ -162,7 +162,7 @@ def render(
             f"errors={total(api, 'redis_operation_errors_total'):g}"
         )
 
-    from .exchange_report import render_exchanges
+    from otel_trader.demo.exchange_report import render_exchanges
 
     add("")
     lines.extend(render_exchanges(api))
@@ -239,7 +239,7 @@ def render(
 
     # -- traces drawn from what the collector exported ----------------------------------------
     if collector is not None:
-        from ..traces.highlights import demo_section
+        from otel_trader.traces.highlights import demo_section
 
         add("")
         lines.extend(demo_section(collector.sink_file, sent, signoz_url=os.environ.get("SIGNOZ_URL") or None))

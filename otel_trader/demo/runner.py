@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import API_SERVICE, EXCHANGE_SERVICE
+from otel_trader.demo import API_SERVICE, EXCHANGE_SERVICE
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     requests = args.requests if args.requests is not None else (None if args.duration else 300)
 
-    from .processes import ProcessGroup
+    from otel_trader.demo.processes import ProcessGroup
 
     run_dir = Path(tempfile.mkdtemp(prefix="otel-trader-demo-"))
     group = ProcessGroup(run_dir)
@@ -202,9 +202,9 @@ class _AfterSummary(KeyboardInterrupt):
 
 
 def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Path) -> int:
-    from .collector import find_collector, start_collector
-    from .load import Progress, run_load
-    from .processes import free_port
+    from otel_trader.demo.collector import find_collector, start_collector
+    from otel_trader.demo.load import Progress, run_load
+    from otel_trader.demo.processes import free_port
 
     collector = None
     if args.no_collector:
@@ -285,7 +285,7 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     )
 
     progress = Progress(requests, args.duration)
-    from .scenario import with_scenario  # stall, blocked loop, kill switch during the load
+    from otel_trader.demo.scenario import with_scenario  # stall, blocked loop, kill switch during the load
 
     load = asyncio.run(
         with_scenario(
@@ -306,7 +306,7 @@ def _run(args: argparse.Namespace, requests: int | None, group: Any, run_dir: Pa
     if dead:
         raise RuntimeError(f"died during the load: {', '.join(dead)} (logs in {run_dir})")
 
-    from .report import render
+    from otel_trader.demo.report import render
 
     text = render(load, api_url, exchange_url, collector, run_dir, args, requests)
     print(text, flush=True)

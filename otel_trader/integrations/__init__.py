@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..settings import TelemetryConfig
+from otel_trader.settings import TelemetryConfig
 
 __all__ = ["instrument_libraries"]
 

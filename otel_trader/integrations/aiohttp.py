@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .http_client import PropagationPolicy, instrument_when_imported, name_client_span, skip_propagation
+from otel_trader.integrations.http_client import (
+    PropagationPolicy,
+    instrument_when_imported,
+    name_client_span,
+    skip_propagation,
+)
 
 __all__ = ["instrument", "request_hook"]
 

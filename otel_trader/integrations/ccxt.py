@@ -14,7 +14,7 @@ ccxt here):
   children show the ``exchangeInfo`` request.
 * **implicit endpoints** called directly (``exchange.public_get_time()``, ``fapiPrivateGetPositionRisk``):
   the same span and metrics, with the endpoint's snake-case name as ``method``.
-* **metrics** (:mod:`otel_trader.exchanges`): ``exchange_request_duration_seconds``,
+* **metrics** (:mod:`otel_trader.trading.exchanges`): ``exchange_request_duration_seconds``,
   ``exchange_requests_total``, ``exchange_errors_total``, ``exchange_last_success_timestamp_seconds``;
   every response's headers feed ``exchange_rate_limit_used_ratio``, its ``Date`` header and
   every ``fetch_time()`` feed ``exchange_clock_skew_seconds``.
@@ -44,9 +44,9 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import exchanges
-from .http_client import endpoint_template
-from .on_import import when_imported
+from otel_trader.integrations.http_client import endpoint_template
+from otel_trader.integrations.on_import import when_imported
+from otel_trader.trading import exchanges
 
 __all__ = ["classify", "instrument"]
 

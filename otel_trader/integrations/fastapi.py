@@ -1,4 +1,5 @@
-"""FastAPI: RED metrics middleware, exactly one server span per request, ``/metrics``.
+"""FastAPI: RED metrics middleware, exactly one server span per request, ``/metrics``, and a
+telemetry flush when the app's lifespan ends.
 
 FastAPI ≥ 0.142 ships native OpenTelemetry that switches itself on as soon as global providers
 exist (a SERVER span, its own duration/active-request metrics, exception logs, and per-request
@@ -15,17 +16,19 @@ Native metrics and native exception logs are always off: RED metrics and error r
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ..middleware import MonitoringMiddleware
-from ..prometheus import MetricsEndpoint, clashing_names
+from otel_trader.sdk.exit_budget import exit_budget
+from otel_trader.web.middleware import MonitoringMiddleware
+from otel_trader.web.prometheus import MetricsEndpoint, clashing_names
 
 if TYPE_CHECKING:
-    from ..manager import TelemetryManager
+    from otel_trader.sdk.manager import TelemetryManager
 
-__all__ = ["instrument_fastapi", "native_telemetry_config"]
+__all__ = ["flush_after_lifespan", "instrument_fastapi", "native_telemetry_config"]
 
 logger = logging.getLogger("otel_trader")
 
@@ -70,7 +73,7 @@ def instrument_fastapi(app: Any, manager: TelemetryManager) -> None:
                 config.metrics_path,
             )
         else:
-            from ..multiprocess import install as share_between_workers
+            from otel_trader.web.multiprocess import install as share_between_workers
 
             # Under several workers each scrape reaches one of them: serve the merge of all.
             served = share_between_workers(app, manager)
@@ -98,3 +101,49 @@ def _has_own_route(app: Any, path: str) -> bool:
         if isinstance(route_path, str) and (route_path.rstrip("/") or "/") == stripped:
             return True
     return False
+
+
+def flush_after_lifespan(app: Any, manager: TelemetryManager) -> None:
+    """Flush telemetry, within what is left of the exit budget, when ``app``'s lifespan ends.
+
+    uvicorn handles SIGTERM by shutting down and then re-raising the signal with the default
+    handler, which ends the process without running atexit: the atexit ``shutdown()`` never
+    runs in ``docker stop``/Kubernetes/systemd, and the last spans, logs and metrics were lost.
+    The lifespan shutdown is the last point the application reliably reaches. A flush, not a
+    shutdown, so an app started and stopped several times in one process (tests) keeps working.
+
+    The flush runs after the application's own lifespan shutdown (where the Telegram reporter's
+    ``shutdown()`` sends its last reports) and gets what that left of
+    :data:`~otel_trader.sdk.exit_budget.exit_budget`; the budget restarts when the lifespan starts.
+    """
+    router: Any = getattr(app, "router", None)
+    original = getattr(router, "lifespan_context", None)
+    if original is None:
+        return
+
+    @contextlib.asynccontextmanager
+    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
+        exit_budget.restart()  # a new run: its exit has the whole budget
+        from otel_trader.trading.loop_health import monitor_event_loop
+
+        loop_monitor = monitor_event_loop()  # None when TELEMETRY_LOOP_MONITOR=false
+        try:
+            async with original(lifespan_app) as state:
+                from otel_trader.sdk.gc_freeze import freeze_started_app, unfreeze
+
+                frozen = freeze_started_app(manager.config.gc_freeze)
+                try:
+                    yield state
+                finally:
+                    if frozen:
+                        unfreeze()
+        finally:
+            if loop_monitor is not None:
+                loop_monitor.stop()
+        from anyio import to_thread
+
+        timeout = exit_budget.remaining(manager.config.shutdown_timeout_seconds)
+        with exit_budget.spending():
+            await to_thread.run_sync(manager.flush, timeout)
+
+    router.lifespan_context = lifespan

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from opentelemetry import propagate
 from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
 
-from ..redaction import redact_url
-from .on_import import when_imported
+from otel_trader.integrations.on_import import when_imported
+from otel_trader.redaction import redact_url
 
 __all__ = [
     "GatedPropagator",

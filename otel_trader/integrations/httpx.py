@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..redaction import redact_url
+from otel_trader.redaction import redact_url
 
 __all__ = ["instrument"]
 

@@ -11,7 +11,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .http_client import PropagationPolicy, instrument_when_imported, name_client_span, skip_propagation
+from otel_trader.integrations.http_client import (
+    PropagationPolicy,
+    instrument_when_imported,
+    name_client_span,
+    skip_propagation,
+)
 
 __all__ = ["instrument", "request_hook"]
 

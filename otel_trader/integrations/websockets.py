@@ -41,10 +41,10 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ..redaction import redact_url
-from ..trading import BoundedLabel, PerProvider, count_label_overflow
-from .http_client import path_template
-from .on_import import when_imported
+from otel_trader.integrations.http_client import path_template
+from otel_trader.integrations.on_import import when_imported
+from otel_trader.redaction import redact_url
+from otel_trader.trading.labels import BoundedLabel, PerProvider, count_label_overflow
 
 __all__ = ["LIFETIME_BUCKETS", "instrument", "reset_state", "stream_name"]
 

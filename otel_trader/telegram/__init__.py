@@ -12,11 +12,11 @@ httpx is imported only when a reporter starts (``pip install otel-trader[httpx]`
 
 from __future__ import annotations
 
-from .connection import ConnectionResult
-from .handler import TelegramLogHandler
-from .process import get_error_reporter, set_error_reporter
-from .reporter import TelegramErrorReporter
-from .settings import TelegramSettings
+from otel_trader.telegram.connection import ConnectionResult
+from otel_trader.telegram.handler import TelegramLogHandler
+from otel_trader.telegram.process import get_error_reporter, set_error_reporter
+from otel_trader.telegram.reporter import TelegramErrorReporter
+from otel_trader.telegram.settings import TelegramSettings
 
 __all__ = [
     "ConnectionResult",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from ..redaction import RedactingFilter, redact_text
+from otel_trader.redaction import RedactingFilter, redact_text
 
 __all__ = ["ApiResult", "BotApi", "Outcome", "classify"]
 

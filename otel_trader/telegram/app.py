@@ -4,7 +4,7 @@ With ``TELEGRAM_ERROR_REPORTING_ENABLED=true`` the five lines must be enough: th
 built at start-up (invalid settings raise :class:`otel_trader.ConfigError` there, not at the
 first error), its hook is installed, and it is started and stopped by the app's lifespan. With
 telemetry off the error hook still needs a middleware to call it: a metrics-free, span-free
-:class:`~otel_trader.middleware.MonitoringMiddleware` is added for that.
+:class:`~otel_trader.web.middleware.MonitoringMiddleware` is added for that.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .process import get_error_reporter
-from .reporter import TelegramErrorReporter
+from otel_trader.telegram.process import get_error_reporter
+from otel_trader.telegram.reporter import TelegramErrorReporter
 
 if TYPE_CHECKING:
-    from ..manager import TelemetryManager
+    from otel_trader.sdk.manager import TelemetryManager
 
 __all__ = ["attach_error_reporting"]
 
@@ -34,7 +34,7 @@ def attach_error_reporting(app: Any, manager: TelemetryManager) -> TelegramError
     app._otel_trader_telegram = True
     reporter.install(manager, middleware_added=True)
     if not manager:
-        from ..middleware import MonitoringMiddleware
+        from otel_trader.web.middleware import MonitoringMiddleware
 
         app.add_middleware(
             MonitoringMiddleware, server_span=False, excluded_paths=(), error_hooks=manager.error_hooks

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import BotApi
-    from .identity import ServiceIdentity
+    from otel_trader.telegram.api import BotApi
+    from otel_trader.telegram.identity import ServiceIdentity
 
 __all__ = ["ConnectionResult", "check_connection"]
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .report import ErrorReport
+from otel_trader.telegram.report import ErrorReport
 
 __all__ = ["Deduplicator", "FollowUp", "fingerprint", "normalise_message"]
 

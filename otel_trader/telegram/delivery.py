@@ -34,15 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .counters import ReportCounters
-from .format import to_plain_text
-from .intake import QueuedItem
-from .log import WarnOnce, logger
-from .report import ErrorReport
-from .settings import TelegramSettings
+from otel_trader.telegram.counters import ReportCounters
+from otel_trader.telegram.format import to_plain_text
+from otel_trader.telegram.intake import QueuedItem
+from otel_trader.telegram.log import WarnOnce, logger
+from otel_trader.telegram.report import ErrorReport
+from otel_trader.telegram.settings import TelegramSettings
 
 if TYPE_CHECKING:
-    from .api import ApiResult, BotApi
+    from otel_trader.telegram.api import ApiResult, BotApi
 
 __all__ = ["MAX_RETRY_AFTER", "MAX_THROTTLED", "Chat", "Delivery", "Sender"]
 

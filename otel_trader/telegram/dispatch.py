@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .dedup import FollowUp
-from .delivery import Sender
-from .format import format_follow_up, format_report, to_plain_text
-from .identity import ServiceIdentity
-from .intake import Intake, QueuedItem
-from .log import logger
+from otel_trader.telegram.dedup import FollowUp
+from otel_trader.telegram.delivery import Sender
+from otel_trader.telegram.format import format_follow_up, format_report, to_plain_text
+from otel_trader.telegram.identity import ServiceIdentity
+from otel_trader.telegram.intake import Intake, QueuedItem
+from otel_trader.telegram.log import logger
 
 __all__ = ["dispatch", "render", "tick_seconds"]
 

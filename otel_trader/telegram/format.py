@@ -16,10 +16,10 @@ import re
 import sys
 from datetime import datetime, timezone
 
-from ..redaction import REDACTED, is_sensitive_key, redact_text
-from ..traces import local_command
-from .dedup import FollowUp
-from .report import ErrorReport
+from otel_trader.redaction import REDACTED, is_sensitive_key, redact_text
+from otel_trader.telegram.dedup import FollowUp
+from otel_trader.telegram.report import ErrorReport
+from otel_trader.traces import local_command
 
 __all__ = ["TELEGRAM_LIMIT", "format_follow_up", "format_report", "telegram_length", "to_plain_text"]
 

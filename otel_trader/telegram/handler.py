@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .process import current_reporter
-from .reporter import TelegramErrorReporter
+from otel_trader.telegram.process import current_reporter
+from otel_trader.telegram.reporter import TelegramErrorReporter
 
 __all__ = ["TelegramLogHandler"]
 

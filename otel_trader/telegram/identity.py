@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..settings import TelemetryConfig
-    from .settings import TelegramSettings
+    from otel_trader.settings import TelemetryConfig
+    from otel_trader.telegram.settings import TelegramSettings
 
 __all__ = ["ServiceIdentity"]
 

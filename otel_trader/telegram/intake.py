@@ -21,12 +21,19 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..middleware import RequestInfo
-from .counters import ReportCounters
-from .dedup import Deduplicator, Fingerprint, FollowUp, fingerprint, normalise_message
-from .log import WarnOnce, logger
-from .report import ErrorReport, capture_exception, capture_record, innermost_location, safe_str, type_name
-from .settings import TelegramSettings
+from otel_trader.telegram.counters import ReportCounters
+from otel_trader.telegram.dedup import Deduplicator, Fingerprint, FollowUp, fingerprint, normalise_message
+from otel_trader.telegram.log import WarnOnce, logger
+from otel_trader.telegram.report import (
+    ErrorReport,
+    capture_exception,
+    capture_record,
+    innermost_location,
+    safe_str,
+    type_name,
+)
+from otel_trader.telegram.settings import TelegramSettings
+from otel_trader.web.middleware import RequestInfo
 
 __all__ = ["Gate", "Intake", "QueuedItem"]
 

@@ -8,9 +8,9 @@ guards work. The slot's rules are in :mod:`.slot`.
 
 from __future__ import annotations
 
-from .reporter import TelegramErrorReporter
-from .settings import TelegramSettings
-from .slot import process_slot
+from otel_trader.telegram.reporter import TelegramErrorReporter
+from otel_trader.telegram.settings import TelegramSettings
+from otel_trader.telegram.slot import process_slot
 
 __all__ = ["current_reporter", "get_error_reporter", "set_error_reporter"]
 

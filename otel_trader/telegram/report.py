@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from ..middleware import RequestInfo
+from otel_trader.web.middleware import RequestInfo
 
 __all__ = ["ErrorReport", "Frame", "capture_exception", "capture_record", "innermost_location"]
 

@@ -17,7 +17,7 @@ manager, and takes from it the service identity for the reports (:mod:`.identity
 a telemetry flush follows its shutdown. It never looks the process's TelemetryManager up itself.
 
 Shutdown is bounded whatever the Bot API does: it sends for at most its deadline (by default
-its share of the process's exit budget, :mod:`otel_trader.exit_budget`), gives up at once on a
+its share of the process's exit budget, :mod:`otel_trader.sdk.exit_budget`), gives up at once on a
 retry that would end past the deadline, then stops the tasks without relying on them to
 cooperate, and counts every report it could not send as ``failed``.
 """
@@ -25,27 +25,26 @@ cooperate, and counts every report it could not send as ``failed``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..exit_budget import exit_budget
-from ..middleware import RequestInfo
-from .connection import ConnectionResult, check_connection
-from .counters import ReportCounters
-from .delivery import Sender
-from .dispatch import dispatch, render, tick_seconds
-from .identity import ServiceIdentity
-from .intake import Intake, QueuedItem
-from .log import WarnOnce, logger
-from .settings import TelegramSettings
-from .slot import process_slot
+from otel_trader.sdk.exit_budget import exit_budget
+from otel_trader.telegram.connection import ConnectionResult, check_connection
+from otel_trader.telegram.counters import ReportCounters
+from otel_trader.telegram.delivery import Sender
+from otel_trader.telegram.dispatch import dispatch, render, tick_seconds
+from otel_trader.telegram.identity import ServiceIdentity
+from otel_trader.telegram.intake import Intake, QueuedItem
+from otel_trader.telegram.log import WarnOnce, logger
+from otel_trader.telegram.settings import TelegramSettings
+from otel_trader.telegram.slot import process_slot
+from otel_trader.web.middleware import RequestInfo
 
 if TYPE_CHECKING:
-    from ..manager import TelemetryManager
-    from .api import BotApi
+    from otel_trader.sdk.manager import TelemetryManager
+    from otel_trader.telegram.api import BotApi
 
 __all__ = ["EXIT_SHARE_WITH_TELEMETRY", "STOP_GRACE", "TelegramErrorReporter", "bot_api_class"]
 
@@ -212,7 +211,7 @@ class TelegramErrorReporter:
 
         The deadline is ``timeout`` seconds, or by default this reporter's share of the process's
         exit budget (``TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS``, shared with the telemetry flush that
-        follows at the end of the lifespan; see :mod:`otel_trader.exit_budget`): all of what is
+        follows at the end of the lifespan; see :mod:`otel_trader.sdk.exit_budget`): all of what is
         left, or three quarters of it while a telemetry flush may still follow, and at most
         ``TELEGRAM_FLUSH_TIMEOUT_SECONDS`` when that is set. Returns within the deadline plus
         :data:`STOP_GRACE` whatever the Bot API does; reports not sent by then count as failed.
@@ -222,8 +221,7 @@ class TelegramErrorReporter:
             return
         self._closing = True
         for manager in self._managers:
-            with contextlib.suppress(ValueError):
-                manager.error_hooks.remove(self.hook)
+            manager.error_hooks.remove(self.hook)
         self._managers.clear()
         process_slot.release(self)
         if not self.running:
@@ -299,9 +297,9 @@ class TelegramErrorReporter:
         fill what the reporter's settings leave unset, and its flush follows our shutdown.
         """
         if manager is None:
-            # Imported here: otel_trader.manager depends on this package (instrument_app wires the
+            # Imported here: otel_trader.sdk.manager depends on this package (instrument_app wires the
             # reporter in), so this package uses it only when install() is not given a manager.
-            from ..manager import get_telemetry_manager
+            from otel_trader.sdk.manager import get_telemetry_manager
 
             manager = get_telemetry_manager()
         if not manager and not middleware_added:
@@ -309,8 +307,7 @@ class TelegramErrorReporter:
                 "otel-trader: telemetry is off, so no MonitoringMiddleware calls the Telegram hook; "
                 "request errors reach Telegram only through logging (TelegramLogHandler)"
             )
-        if self.hook not in manager.error_hooks:
-            manager.add_error_hook(self.hook)
+        manager.error_hooks.add(self.hook)
         if manager not in self._managers:
             self._managers.append(manager)
         self._telemetry = manager
@@ -383,7 +380,7 @@ class TelegramErrorReporter:
 def bot_api_class() -> type[BotApi]:
     """The Bot API client class; imports httpx, which only a running reporter needs."""
     try:
-        from .api import BotApi
+        from otel_trader.telegram.api import BotApi
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ImportError("TelegramErrorReporter needs httpx: pip install 'otel-trader[httpx]'") from exc
     return BotApi

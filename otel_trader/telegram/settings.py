@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from ..settings import ConfigError, EnvSettings, env_vars
+from otel_trader.settings import ConfigError, EnvSettings, env_vars
 
 __all__ = ["TelegramSettings"]
 

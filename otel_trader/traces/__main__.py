@@ -1,5 +1,5 @@
 """``python -m otel_trader.traces``: the same as ``otel-trader traces``."""
 
-from .cli import main
+from otel_trader.traces.cli import main
 
 raise SystemExit(main())

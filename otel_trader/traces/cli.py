@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .model import FileTail, Span, Trace, TraceFilter, TraceStore, read_file, spans_to_json
+from otel_trader.traces.model import FileTail, Span, Trace, TraceFilter, TraceStore, read_file, spans_to_json
 
 __all__ = ["add_arguments", "default_sources", "main", "parse_duration", "run"]
 
@@ -51,7 +51,7 @@ def parse_duration(text: str) -> int:
 
 
 def _address(text: str) -> tuple[str, int]:
-    from .listen import parse_address
+    from otel_trader.traces.listen import parse_address
 
     try:
         return parse_address(text)
@@ -163,7 +163,7 @@ class _Output:
     """Prints traces through one rich console, matching the filter, counting what it printed."""
 
     def __init__(self, args: argparse.Namespace, file: IO[str] | None = None) -> None:
-        from .render import RenderOptions, make_console
+        from otel_trader.traces.render import RenderOptions, make_console
 
         self.console = make_console(file, color=args.color, width=args.width)
         encoding = (getattr(self.console.file, "encoding", None) or "utf-8").lower().replace("-", "")
@@ -180,7 +180,7 @@ class _Output:
         """Print ``trace``; ``printed_before``: how many of its spans an earlier print showed."""
         from rich.text import Text
 
-        from .render import render_trace, summary_line
+        from otel_trader.traces.render import render_trace, summary_line
 
         if self.list_mode:
             self.console.print(summary_line(trace, self.options), crop=True)
@@ -316,7 +316,7 @@ def _follow(args: argparse.Namespace, files: list[Path], listening: bool, out: I
             save_path.parent.mkdir(parents=True, exist_ok=True)
             save = save_path.open("a", encoding="utf-8")
         if listening:
-            from .listen import OtlpReceiver
+            from otel_trader.traces.listen import OtlpReceiver
 
             receiver = OtlpReceiver(on_spans, grpc_address=args.grpc, http_address=args.http)
             try:

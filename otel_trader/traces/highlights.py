@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .model import KIND_CLIENT, KIND_SERVER, Trace, TraceStore, read_file
+from otel_trader.traces.model import KIND_CLIENT, KIND_SERVER, Trace, TraceStore, read_file
 
 __all__ = ["coverage", "demo_section", "pick_error", "pick_slowest", "wait_for_spans"]
 
@@ -88,7 +88,7 @@ def demo_section(
     store = wait_for_spans(sink_file, expected_spans)
     traces = store.traces()
     try:
-        from .render import RenderOptions, to_plain
+        from otel_trader.traces.render import RenderOptions, to_plain
     except ModuleNotFoundError:
         add(f"traces: {len(traces):,} in {sink_file}; pip install 'otel-trader[traces]' to draw them here")
         return lines

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .model import Span, spans_from_json, spans_from_proto
+from otel_trader.traces.model import Span, spans_from_json, spans_from_proto
 
 __all__ = ["MAX_MESSAGE_BYTES", "OtlpReceiver", "parse_address"]
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.text import Text
 
-from ..redaction import is_sensitive_key
-from .model import KIND_CLIENT, KIND_SERVER, Span, Trace, paused_gc
+from otel_trader.redaction import is_sensitive_key
+from otel_trader.traces.model import KIND_CLIENT, KIND_SERVER, Span, Trace, paused_gc
 
 __all__ = [
     "RenderOptions",

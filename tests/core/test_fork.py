@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import otel_trader
-from otel_trader.exporters import ForkSafe
+from otel_trader.sdk.exporters import ForkSafe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
 from procs import Launcher, clean_env  # noqa: E402

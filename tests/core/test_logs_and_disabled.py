@@ -88,7 +88,7 @@ def test_seed_style_guards_work_enabled_and_disabled(reset_otel, monkeypatch):
         return "done"
 
     assert business() == "done"
-    otel_trader.manager._manager = None
+    otel_trader.sdk.manager._manager = None
     monkeypatch.setenv("TELEMETRY_ENABLED", "true")
     monkeypatch.setenv("TELEMETRY_EXPORTER", "none")
     assert business() == "done"

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 import otel_trader
-from otel_trader.middleware import RequestInfo
+from otel_trader.web.middleware import RequestInfo
 
 #: FastAPI ≥ 0.142 ships native telemetry; tests/core/test_old_fastapi.py runs this file on 0.115.
 HAS_NATIVE = hasattr(FastAPI(), "_native_telemetry")

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 
-from otel_trader.middleware import MonitoringMiddleware
+from otel_trader.web.middleware import MonitoringMiddleware
 
 PATHS = ["/orders/1?x=1&api_key=secret", "/orders/" + "y" * 300, "/nope", "/orders/2"]
 
@@ -143,7 +143,7 @@ def test_trace_operation_attributes_equal_the_sdk_s(reset_otel, caplog, attribut
 
     exporter = InMemorySpanExporter()
     manager = otel_trader.configure(enabled=True, exporter="none", logs_enabled=False, span_exporter=exporter)
-    from otel_trader import tracing
+    from otel_trader.sdk import span_helpers as tracing
 
     assert tracing._direct.ready()
     tracer = manager.tracer_provider.get_tracer("otel_trader")  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import otel_trader
-from otel_trader.middleware import MonitoringMiddleware, _split_host
+from otel_trader.web.middleware import MonitoringMiddleware, _split_host
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import generate_latest
 
 import otel_trader
-from otel_trader.middleware import RequestInfo
+from otel_trader.web.middleware import RequestInfo
 from tests.core.test_middleware import value
 
 REQUESTS = 40

@@ -2,7 +2,7 @@
 
 Two meter providers, set up alike (a cumulative and a delta in-memory reader plus a Prometheus
 reader each), get the same measurements: one through the SDK instruments, one through
-:class:`otel_trader.red_metrics.RedMetrics`. Everything both export is compared, except
+:class:`otel_trader.web.red_metrics.RedMetrics`. Everything both export is compared, except
 timestamps (compared by how they relate) and which offer a counter's random exemplar
 reservoir kept.
 """
@@ -22,8 +22,8 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, generate_latest
 
-from otel_trader.middleware import DURATION_BUCKETS, MonitoringMiddleware, status_label
-from otel_trader.red_metrics import RedMetrics, _InstrumentRecorder, red_recorder
+from otel_trader.web.middleware import DURATION_BUCKETS, MonitoringMiddleware, status_label
+from otel_trader.web.red_metrics import RedMetrics, _InstrumentRecorder, red_recorder
 
 NAMES = ("http_requests_total", "http_request_duration_seconds")
 #: (method, route, status, duration): repeats, several statuses under one label ("4xx"), values

@@ -24,7 +24,7 @@ from otel_trader.redaction import (
     redact_text,
     redact_url,
 )
-from otel_trader.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter, scrub_span
+from otel_trader.sdk.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter, scrub_span
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 

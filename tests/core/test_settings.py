@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from otel_trader import ConfigError, TelemetryConfig
-from otel_trader.settings import OtlpTarget, settings_table_markdown
+from otel_trader.settings import OtlpTarget
+from scripts.settings_table import settings_table_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -219,7 +219,7 @@ def test_standard_values_we_lack_are_used_with_a_warning(reset_otel, monkeypatch
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_trader
-    from otel_trader.exporters import build_exporters
+    from otel_trader.sdk.exporters import build_exporters
 
     monkeypatch.setenv("TELEMETRY_ENABLED", "true")
     monkeypatch.setenv(var, value)
@@ -286,7 +286,7 @@ def test_header_names_are_lower_cased_for_grpc(reset_otel, monkeypatch):
 
 
 def test_sdk_batch_and_limit_variables_reach_the_sdk(reset_otel, monkeypatch):
-    from otel_trader.manager import batch_options, build_span_limits
+    from otel_trader.sdk.pipeline import batch_options, build_span_limits
 
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "250")

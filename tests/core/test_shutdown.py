@@ -191,7 +191,7 @@ def test_export_health_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -
     """Many failed exports: one warning (with the exporter's last error); recovery: one info line."""
     import logging
 
-    from otel_trader.exporters import ExportHealth
+    from otel_trader.sdk.exporters import ExportHealth
 
     health = ExportHealth("collector:4317", rewarn_after=300)
     noise = logging.LogRecord("x", logging.WARNING, __file__, 1, "Transient error %s, retrying", ("UNAVAILABLE",), None)

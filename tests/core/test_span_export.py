@@ -30,8 +30,8 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from otel_trader.span_encoding import SpanEncoder, fast_grpc_span_exporter
-from otel_trader.span_queue import CompactBatchSpanProcessor, SpanPacker
+from otel_trader.sdk.span_encoding import SpanEncoder, fast_grpc_span_exporter
+from otel_trader.sdk.span_queue import CompactBatchSpanProcessor, SpanPacker
 
 
 class Collect(SpanExporter):

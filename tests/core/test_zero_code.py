@@ -179,7 +179,7 @@ class FakeEntryPoint:
 
 
 def test_distro_skips_what_otel_trader_instruments(monkeypatch: pytest.MonkeyPatch) -> None:
-    from otel_trader import distro
+    from otel_trader.integrations import distro
 
     monkeypatch.setattr(distro, "_configured_active", True)
     owned = [
@@ -194,7 +194,7 @@ def test_distro_skips_what_otel_trader_instruments(monkeypatch: pytest.MonkeyPat
 
 
 def test_distro_survives_a_broken_instrumentor(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from otel_trader import distro
+    from otel_trader.integrations import distro
 
     monkeypatch.setattr(distro, "_configured_active", True)
     distro.OtelTraderDistro().load_instrumentor(FakeEntryPoint("broken", RuntimeError("boom")))
@@ -205,7 +205,7 @@ def test_distro_survives_a_broken_instrumentor(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_distro_loads_nothing_when_telemetry_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    from otel_trader import distro
+    from otel_trader.integrations import distro
 
     monkeypatch.setattr(distro, "_configured_active", False)
     entry_point = FakeEntryPoint("requests")
@@ -218,7 +218,7 @@ def test_our_configurator_runs_even_when_listed_after_the_sdk_one(monkeypatch: p
     from opentelemetry.distro import OpenTelemetryConfigurator
     from opentelemetry.instrumentation.auto_instrumentation import _load
 
-    from otel_trader.distro import OtelTraderConfigurator, OtelTraderDistro
+    from otel_trader.integrations.distro import OtelTraderConfigurator, OtelTraderDistro
 
     real = _load.entry_points
 
@@ -309,7 +309,7 @@ def test_same_outcome_whichever_entry_points_come_first(
     from opentelemetry.distro import OpenTelemetryConfigurator
     from opentelemetry.instrumentation.auto_instrumentation import _load
 
-    from otel_trader import distro as ours
+    from otel_trader.integrations import distro as ours
 
     real = _load.entry_points
 
@@ -335,7 +335,7 @@ def test_same_outcome_whichever_entry_points_come_first(
         monkeypatch.delenv(name)
     monkeypatch.setenv("TELEMETRY_ENV_FILE", "none")
 
-    import otel_trader.manager as manager_module
+    import otel_trader.sdk.manager as manager_module
 
     configured: list[Any] = []
     monkeypatch.setattr(manager_module, "configure", lambda config=None, **kw: configured.append(config))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import otel_trader
-from otel_trader.exporters import METRIC_POINTS_PER_REQUEST
+from otel_trader.sdk.exporters import METRIC_POINTS_PER_REQUEST
 from tests.e2e.conftest import E2EStack, wait_until
 
 INSTRUMENTS, SERIES = 50, 2_000  # 2,000 = the SDK's default cardinality limit per instrument
@@ -20,7 +20,7 @@ def test_metric_export_over_the_grpc_limit_is_split_and_accepted(stack: E2EStack
     monkeypatch.setenv("PROMETHEUS_ENABLED", "false")
     monkeypatch.setenv("TELEMETRY_LOGS_ENABLED", "false")
     manager = otel_trader.get_telemetry_manager()
-    meter = otel_trader.metrics.get_meter()
+    meter = otel_trader.sdk.metric_helpers.get_meter()
     for i in range(INSTRUMENTS):
         counter = meter.create_counter(f"wide_counter_{i}_total")
         for j in range(SERIES):

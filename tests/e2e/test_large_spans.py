@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 import otel_trader
-from otel_trader.exporters import ExportHealth, failure_cause, span_size, split_by_size
+from otel_trader.sdk.exporters import ExportHealth, failure_cause, span_size, split_by_size
 from tests.e2e.conftest import E2EStack, wait_until
 
 LONG, NORMAL = 150, 450

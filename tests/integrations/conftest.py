@@ -23,10 +23,10 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_trader
-from otel_trader import exchanges
 from otel_trader.demo.binance import MockBinance, install
 from otel_trader.integrations import websockets as ws_integration
 from otel_trader.integrations.fastapi import native_telemetry_config
+from otel_trader.trading import exchanges
 from tests.conftest import free_port
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_trader import exchanges
 from otel_trader.demo.binance import ccxt_exchange
 from otel_trader.demo.summary import parse
+from otel_trader.trading import exchanges
 from tests.conftest import free_port
 
 from .conftest import Exported, Venue, by_name, children

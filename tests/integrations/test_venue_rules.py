@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from otel_trader import exchanges
 from otel_trader.integrations.http_client import PropagationPolicy, path_template
 from otel_trader.redaction import is_sensitive_key, redact_url
+from otel_trader.trading import exchanges
 
 
 def usage() -> dict[tuple[str, str], float]:

@@ -27,9 +27,9 @@ from fastapi.responses import JSONResponse
 
 import otel_trader
 from otel_trader import trading
-from otel_trader.health import make_health_router
-from otel_trader.redis_pool import RedisPoolMonitor
 from otel_trader.telegram import TelegramErrorReporter
+from otel_trader.trading.redis_pool import RedisPoolMonitor
+from otel_trader.web.health import make_health_router
 
 logger = logging.getLogger("load_app")
 

@@ -44,8 +44,8 @@ async def _exercise(redis_url: str, telegram_url: str, closed_url: str) -> typin
 
     import otel_trader
     from otel_trader import trading
-    from otel_trader.redis_pool import RedisPoolMonitor
     from otel_trader.telegram import TelegramErrorReporter
+    from otel_trader.trading.redis_pool import RedisPoolMonitor
     from tests.telegram.fake_telegram import TOKEN
 
     trading.configure_trading(max_symbols=1)
@@ -80,7 +80,7 @@ async def _exercise(redis_url: str, telegram_url: str, closed_url: str) -> typin
     await asyncio.sleep(0.1)  # a few loop probes
 
     # Exchange calls (what the ccxt integration records): a success, a failure, venue headers, skew.
-    from otel_trader import exchanges
+    from otel_trader.trading import exchanges
 
     exchanges.record_call("binance", "create_order", 0.05)
     exchanges.record_call("binance", "fetch_balance", 0.2, "error", "RateLimitExceeded")
@@ -182,7 +182,9 @@ def emitted(reset_otel: None, monkeypatch: pytest.MonkeyPatch, redis_server: typ
             monitor.close()
         telegram.stop()
         trading.configure_trading()
-        from otel_trader import trading_feed, trading_lifecycle, trading_risk
+        from otel_trader.trading import lifecycle as trading_lifecycle
+        from otel_trader.trading import market_data as trading_feed
+        from otel_trader.trading import risk as trading_risk
 
         trading_feed.configure_feeds()
         trading_lifecycle.configure_order_tracking()
@@ -271,8 +273,10 @@ def test_otel_instruments_have_the_catalogs_names_kinds_units_buckets_and_attrib
 
 
 def test_the_codes_constants_are_the_catalogs() -> None:
-    from otel_trader import middleware, redis_pool, trading
+    from otel_trader import trading
     from otel_trader.telegram.settings import TelegramSettings
+    from otel_trader.trading import redis_pool
+    from otel_trader.web import middleware
 
     catalog = mc.by_prom()
     assert catalog["orders_total"].label("side").values == trading.SIDES
@@ -286,7 +290,9 @@ def test_the_codes_constants_are_the_catalogs() -> None:
     levels = typing.get_args(TelegramSettings.model_fields["min_level"].annotation)
     assert catalog["otel_trader_error_reports_total"].label("level").values == levels
     assert mc.OVERFLOW == trading.OVERFLOW_VALUE
-    from otel_trader import loop_health, trading_feed, trading_lifecycle
+    from otel_trader.trading import lifecycle as trading_lifecycle
+    from otel_trader.trading import loop_health
+    from otel_trader.trading import market_data as trading_feed
 
     assert catalog["market_data_lag_seconds"].buckets == trading_feed.LAG_BUCKETS
     assert catalog["order_ack_latency_seconds"].buckets == trading_lifecycle.ACK_LATENCY_BUCKETS

@@ -10,11 +10,11 @@ import pytest
 
 import otel_trader
 from otel_trader import ConfigError, TelegramErrorReporter, get_error_reporter
-from otel_trader.middleware import RequestInfo
 from otel_trader.telegram.dedup import Deduplicator, fingerprint, normalise_message
 from otel_trader.telegram.format import fit_middle, format_report, telegram_length, to_plain_text
 from otel_trader.telegram.report import capture_exception
 from otel_trader.telegram.settings import TelegramSettings
+from otel_trader.web.middleware import RequestInfo
 
 from .fake_telegram import TOKEN, parse_html
 

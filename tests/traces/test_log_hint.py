@@ -7,8 +7,8 @@ import sys
 
 from opentelemetry.sdk.trace import TracerProvider
 
-import otel_trader.logs
-from otel_trader.logs import TraceFormatter, install_log_correlation
+import otel_trader.sdk.logs
+from otel_trader.sdk.logs import TraceFormatter, install_log_correlation
 
 
 def _record(trace_id: str | None, message: str = "order failed", exc: bool = False) -> logging.LogRecord:
@@ -53,7 +53,7 @@ def test_records_outside_a_trace_are_left_alone(monkeypatch):
 def test_with_log_correlation_a_record_inside_a_span_gets_the_hint(monkeypatch, caplog):
     monkeypatch.delenv("SIGNOZ_URL", raising=False)
     # The record factory is process-wide: put back whatever was there before.
-    monkeypatch.setattr(otel_trader.logs, "_installed_factory", otel_trader.logs._installed_factory)
+    monkeypatch.setattr(otel_trader.sdk.logs, "_installed_factory", otel_trader.sdk.logs._installed_factory)
     previous = logging.getLogRecordFactory()
     try:
         install_log_correlation()

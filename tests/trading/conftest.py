@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from otel_trader import redis_pool, trading
+from otel_trader import trading
+from otel_trader.trading import redis_pool
 from tests.conftest import start_redis
 from tests.trading.promsamples import parse_samples
 

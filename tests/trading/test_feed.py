@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 import otel_trader
 from otel_trader import LabelValueError, trading
-from otel_trader import trading_feed as feed_module
+from otel_trader.trading import market_data as feed_module
 from tests.trading.promsamples import families, key, parse_samples
 
 BTC = key(exchange="binance", stream="BTC-USDT@trade")

@@ -119,7 +119,7 @@ def test_seed_style_include_of_module_health_router() -> None:
     import httpx
     from fastapi import FastAPI
 
-    from otel_trader.health import health_router
+    from otel_trader.web.health import health_router
 
     app = FastAPI()
     app.include_router(health_router, prefix="/health", tags=["health"])
@@ -139,7 +139,7 @@ def test_seed_style_include_of_module_health_router() -> None:
 @pytest.fixture
 def module_router(monkeypatch):
     """The guides' shape, with the dependency lookup of a fresh process."""
-    from otel_trader import health
+    from otel_trader.web import health
 
     monkeypatch.setattr(health, "_dependencies", health._Dependencies())
     monkeypatch.delenv("REDIS_URL", raising=False)

@@ -11,7 +11,7 @@ import pytest
 
 import otel_trader
 from otel_trader import trading
-from otel_trader import trading_lifecycle as lifecycle
+from otel_trader.trading import lifecycle
 from tests.trading.promsamples import families, key
 
 MOCK = key(exchange="mock")

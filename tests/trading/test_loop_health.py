@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import otel_trader
-from otel_trader import loop_health, trading
+from otel_trader import trading
+from otel_trader.trading import loop_health
 from tests.trading.promsamples import key
 
 

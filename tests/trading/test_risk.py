@@ -9,7 +9,7 @@ import pytest
 
 import otel_trader
 from otel_trader import LabelValueError, trading
-from otel_trader import trading_risk as risk
+from otel_trader.trading import risk
 from tests.trading.promsamples import families, key
 
 

@@ -214,7 +214,7 @@ def test_state_stays_bounded_past_the_label_limits(telemetry, samples):
         tracemalloc.stop()
     assert after - before < 256 * 1024, f"kept {(after - before) / 1024:.0f} KiB for {more} symbols"
     assert peak - before < 1024 * 1024, f"peak {(peak - before) / 1024:.0f} KiB"
-    state = trading._state
+    state = trading.orders.state()
     # One number per label pair, and a bounded set of pairs kept one by one behind __other__.
     assert len(state.positions) == 201 and len(state.pnl) == 1
     assert len(state.overflow_positions) == trading.DEFAULT_MAX_OVERFLOW_POSITIONS
@@ -236,7 +236,7 @@ def test_overflowed_positions_are_replaced_while_kept(telemetry, samples, caplog
         trading.set_open_positions("F", 5)  # past the bound: added to the total only
         trading.set_open_positions("G", 1)
     assert samples("positions_open")[other] == 11.0
-    assert len(trading._state.overflow_positions) == 2
+    assert len(trading.orders.state().overflow_positions) == 2
     assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
     assert "more than 2 open positions" in caplog.records[0].getMessage()
     assert trading.get_open_positions() == {

@@ -1,0 +1,409 @@
+"""OTLP/protobuf encoding of spans written straight to the wire format, for the gRPC span exporter.
+
+The SDK's encoder (``encode_spans``) builds a protobuf message object for every span, attribute
+and value, and hashes the resource (a JSON dump) for every span: ≈ 26 µs per span with four
+attributes, on the export thread, which shares the GIL with the request path. :class:`SpanEncoder`
+writes the same message as bytes instead, keeping the encoded form of what repeats from span to
+span (attribute pairs, names, resources, scopes). The contract: the bytes parse into exactly the
+message ``encode_spans`` builds for the same spans (``tests/core/test_span_encoding.py``). Anything
+it does not know how to encode the same way (a value the SDK would reject, a name that is not
+valid UTF-8) makes it raise, and :class:`FastOTLPSpanExporter` then uses the SDK's encoder for
+that batch, so what is logged and dropped stays the SDK's decision.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
+
+from otel_trader.sdk import gil
+from otel_trader.sdk.span_queue import _CONTEXT_AS_TUPLE
+
+__all__ = ["SpanEncoder", "fast_grpc_span_exporter"]
+
+_SMALL = [bytes((n,)) for n in range(128)]
+_FIXED64 = struct.Struct("<Q").pack
+_DOUBLE = struct.Struct("<d").pack
+_TIMES = struct.Struct("<BQBQ").pack  # start (field 7) and end (field 8) of a span, with their tags
+_FLAGS = struct.Struct("<I").pack
+#: SpanFlags: the context's is-remote bit is known (0x100), and set (0x200).
+_FLAGS_LOCAL = b"\x85\x01" + _FLAGS(0x100)
+_FLAGS_REMOTE = b"\x85\x01" + _FLAGS(0x300)
+_LINK_FLAGS_LOCAL = b"\x35" + _FLAGS(0x100)
+_LINK_FLAGS_REMOTE = b"\x35" + _FLAGS(0x300)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: trace_id (as two 64-bit halves) and span_id with their tags (fields 1 and 2), and a parent id.
+_IDS = struct.Struct(">BBQQBBQ").pack
+_PARENT = struct.Struct(">BBQ").pack
+_LOW64 = 2**64 - 1
+#: By the enum member's id (``member.value`` is a slow descriptor): the span's kind field (6),
+#: the status field (15) without a message, and the status code's number.
+_KIND_FIELDS = {id(kind): b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
+_STATUS_FIELDS = {
+    id(code): (b"\x7a\x02\x18" + bytes((code.value,))) if code.value else b"\x7a\x00" for code in StatusCode
+}
+_CODE_VALUES = {id(code): code.value for code in StatusCode}
+#: Entries per cache; a cache that fills up is cleared (values with many distinct forms, such as
+#: URL paths with ids, would otherwise grow it without bound).
+_CACHE_LIMIT = 16_384
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _string(tag: bytes, text: str) -> bytes:
+    """A proto3 string field (omitted when empty, as protobuf does)."""
+    if not text:
+        return b""
+    return _field(tag, text.encode("utf-8"))
+
+
+def _any_value(value: Any) -> bytes:
+    """The payload of an ``AnyValue`` for ``value``, in the SDK's order of type checks."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode("utf-8"))
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"int value out of range: {value}")
+        return b"\x18" + _varint(value if value >= 0 else value + 2**64)
+    if isinstance(value, float):
+        return b"\x21" + _DOUBLE(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join([_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()]))
+    raise TypeError(f"invalid attribute value type {type(value)}")
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    """The payload of a ``KeyValue``."""
+    return _string(b"\x0a", key) + _field(b"\x12", _any_value(value))
+
+
+class SpanEncoder:
+    """Encodes ``ReadableSpan`` batches as ``ExportTraceServiceRequest`` bytes.
+
+    One instance per exporter; ``encode`` may be called from any thread (the caches are plain
+    dicts: a lost race only costs a recomputation).
+    """
+
+    def __init__(self) -> None:
+        #: (key, value) of a string attribute → the KeyValue, length-prefixed, without field tag.
+        self._strings: dict[tuple[str, str], bytes] = {}
+        #: (key, type, value) of a bool/int/float attribute → the same.
+        self._scalars: dict[tuple[str, type, Any], bytes] = {}
+        #: Span name → its field 5.
+        self._names: dict[str, bytes] = {}
+        #: id(resource or scope) → (the object, its encoded message); the object is kept so the
+        #: id cannot be reused by another one while the entry exists.
+        self._messages: dict[int, tuple[Any, bytes]] = {}
+
+    # -- attributes --------------------------------------------------------------------------
+
+    def _attributes(self, tag: bytes, attributes: Any) -> bytes:
+        """Repeated KeyValue field ``tag`` for ``attributes`` (a mapping), in its order."""
+        if not attributes:
+            return b""
+        items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a plain dict
+        strings, scalars = self._strings, self._scalars
+        parts = []
+        for key, value in items.items():
+            kind = type(value)
+            if kind is str:
+                encoded = strings.get((key, value))
+                if encoded is None:
+                    encoded = self._remember(strings, (key, value), key, value)
+            elif kind is bool or kind is int or kind is float:
+                encoded = scalars.get((key, kind, value))
+                if encoded is None:
+                    encoded = self._remember(scalars, (key, kind, value), key, value)
+            else:
+                payload = _key_value(key, value)
+                encoded = _varint(len(payload)) + payload
+            parts.append(tag)
+            parts.append(encoded)
+        return b"".join(parts)
+
+    @staticmethod
+    def _remember(cache: dict[Any, bytes], cache_key: Any, key: str, value: Any) -> bytes:
+        payload = _key_value(key, value)
+        encoded = _varint(len(payload)) + payload
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[cache_key] = encoded
+        return encoded
+
+    # -- resources and scopes ----------------------------------------------------------------
+
+    def _message(self, obj: Any, build: Any) -> bytes:
+        entry = self._messages.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        encoded = build(obj)
+        if len(self._messages) >= 256:
+            self._messages.clear()
+        self._messages[id(obj)] = (obj, encoded)
+        return encoded
+
+    def _resource(self, resource: Any) -> bytes:
+        """``resource`` (field 1 of ResourceSpans, always present) as the SDK encodes it."""
+        return _field(b"\x0a", self._attributes(b"\x0a", resource.attributes))
+
+    def _scope(self, scope: Any) -> bytes:
+        """``scope`` (field 1 of ScopeSpans, always present) as the SDK encodes it."""
+        if scope is None:
+            return b"\x0a\x00"
+        payload = (
+            _string(b"\x0a", scope.name)
+            + _string(b"\x12", scope.version or "")
+            + self._attributes(b"\x1a", scope.attributes)
+        )
+        return _field(b"\x0a", payload)
+
+    # -- spans -------------------------------------------------------------------------------
+
+    def _span(self, span: Any) -> bytes:
+        """One ``Span`` message, length-prefixed, without the field tag."""
+        context = span._context
+        if _CONTEXT_AS_TUPLE:
+            trace_id, span_id, _, _, trace_state = context[:5]
+        else:
+            trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
+        parent = span._parent
+        name = span._name
+        encoded_name = self._names.get(name)
+        if encoded_name is None:
+            encoded_name = _string(b"\x2a", name)
+            if len(self._names) >= _CACHE_LIMIT:
+                self._names.clear()
+            self._names[name] = encoded_name
+        parts = [_IDS(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, span_id)]
+        if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+            parts.append(_string(b"\x1a", ",".join([f"{k}={v}" for k, v in trace_state.items()])))
+        remote = False
+        if parent is not None:
+            if _CONTEXT_AS_TUPLE:
+                _, parent_span_id, remote = parent[:3]
+            else:
+                parent_span_id, remote = parent.span_id, parent.is_remote
+            parts.append(_PARENT(0x22, 0x08, parent_span_id))
+        parts.append(encoded_name)
+        parts.append(_KIND_FIELDS[id(span._kind)])
+        start, end = span._start_time, span._end_time
+        if start and end:
+            parts.append(_TIMES(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _FIXED64(start))
+            if end:
+                parts.append(b"\x41" + _FIXED64(end))
+        attributes = span._attributes
+        if attributes:
+            parts.append(self._attributes(b"\x4a", attributes))
+            dropped = getattr(attributes, "dropped", 0)
+            if dropped:
+                parts.append(b"\x50" + _varint(dropped))
+        events = span._events
+        if events:
+            for event in events:
+                parts.append(_field(b"\x5a", self._event(event)))
+            dropped = getattr(events, "dropped", 0)
+            if dropped:
+                parts.append(b"\x60" + _varint(dropped))
+        links = span._links
+        if links:
+            for link in links:
+                parts.append(_field(b"\x6a", self._link(link)))
+            dropped = getattr(links, "dropped", 0)
+            if dropped:
+                parts.append(b"\x70" + _varint(dropped))
+        status = span._status
+        description = status.description
+        if description:
+            code = _CODE_VALUES[id(status.status_code)]
+            parts.append(
+                _field(b"\x7a", _string(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
+            )
+        else:
+            parts.append(_STATUS_FIELDS[id(status.status_code)])
+        parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+        payload = b"".join(parts)
+        n = len(payload)
+        return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+    def _event(self, event: Any) -> bytes:
+        timestamp = event.timestamp
+        attributes = event.attributes
+        payload = (
+            (b"\x09" + _FIXED64(timestamp) if timestamp else b"")
+            + _string(b"\x12", event.name)
+            + self._attributes(b"\x1a", attributes)
+        )
+        dropped = getattr(attributes, "dropped", 0)
+        return payload + (b"\x20" + _varint(dropped) if dropped else b"")
+
+    def _link(self, link: Any) -> bytes:
+        context = link.context
+        attributes = link.attributes
+        dropped = getattr(attributes, "dropped", 0)
+        return (
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")
+            + self._attributes(b"\x22", attributes)
+            + (b"\x28" + _varint(dropped) if dropped else b"")
+            + (_LINK_FLAGS_REMOTE if context.is_remote else _LINK_FLAGS_LOCAL)
+        )
+
+    def encode(self, spans: Sequence[Any]) -> bytes:
+        """The ``ExportTraceServiceRequest`` for ``spans``: grouped by resource, then scope, as the SDK does."""
+        return self._request(spans, [self._span(span) for span in spans])
+
+    def encode_requests(self, spans: Sequence[Any], limit: int) -> list[tuple[Sequence[Any], bytes]]:
+        """``spans`` as consecutive chunks of at most ``limit`` encoded bytes (a span alone may pass it),
+        each with its request."""
+        encoded = []
+        for index, span in enumerate(spans, 1):
+            encoded.append(self._span(span))
+            if not index % gil.EVERY:
+                gil.pause()  # the export thread does not hold the GIL for a whole batch
+        chunks: list[tuple[Sequence[Any], bytes]] = []
+        start, total = 0, 0
+        for index, item in enumerate(encoded):
+            size = len(item) + 1  # and its field tag
+            if total + size > limit and index > start:
+                chunks.append((spans[start:index], self._request(spans[start:index], encoded[start:index])))
+                start, total = index, 0
+            total += size
+        rest = spans[start:] if start else spans
+        chunks.append((rest, self._request(rest, encoded[start:])))
+        return chunks
+
+    def _request(self, spans: Sequence[Any], encoded: list[bytes]) -> bytes:
+        groups: dict[Any, dict[Any, list[bytes]]] = {}
+        # Consecutive spans nearly always share their resource and scope objects; equal but
+        # distinct objects still land in one group, as in the SDK (it hashes every span's).
+        by_identity: dict[tuple[int, int], list[bytes]] = {}
+        for span, item in zip(spans, encoded, strict=True):
+            resource = span.resource
+            scope = span.instrumentation_scope or None
+            key = (id(resource), id(scope))
+            target = by_identity.get(key)
+            if target is None:
+                target = groups.setdefault(resource, {}).setdefault(scope, [])
+                by_identity[key] = target
+            target.append(item)
+        out = []
+        for resource, scopes in groups.items():
+            parts = [self._message(resource, self._resource)]
+            for scope, encoded_spans in scopes.items():
+                scope_parts = [self._message(scope, self._scope) if scope is not None else b"\x0a\x00"]
+                for item in encoded_spans:
+                    scope_parts.append(b"\x12")
+                    scope_parts.append(item)
+                schema_url = scope.schema_url if scope is not None else None
+                if schema_url:
+                    scope_parts.append(_string(b"\x1a", schema_url))
+                parts.append(_field(b"\x12", b"".join(scope_parts)))
+            if resource.schema_url:
+                parts.append(_string(b"\x1a", resource.schema_url))
+            out.append(_field(b"\x0a", b"".join(parts)))
+        return b"".join(out)
+
+
+class _Encoded(list):  # type: ignore[type-arg]
+    """Spans whose request is already encoded (``payload``): one attempt's data for the SDK exporter."""
+
+    payload = b""
+
+
+def fast_grpc_span_exporter(*, max_request_bytes: int | None = None, **kwargs: Any) -> Any:
+    """The SDK's OTLP/gRPC span exporter (same arguments, retries, logging) with :class:`SpanEncoder`.
+
+    With ``max_request_bytes`` a batch goes out as several requests, cut by their exact encoded
+    size; the result is a failure when any of them failed.
+    """
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    exporter = _exporter_class(OTLPSpanExporter)(**kwargs)
+    exporter._otel_trader_encoder = SpanEncoder()  # per exporter: a forked child builds its own
+    exporter._otel_trader_limit = max_request_bytes
+    return exporter
+
+
+_classes: dict[type, type] = {}
+
+
+def _exporter_class(base: type) -> type:
+    cls = _classes.get(base)
+    if cls is not None:
+        return cls
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    parse = ExportTraceServiceRequest.FromString
+
+    class FastOTLPSpanExporter(base):  # type: ignore[valid-type, misc]
+        """``_translate_data`` is where the SDK's gRPC exporter builds the request of one attempt."""
+
+        _otel_trader_encoder = SpanEncoder()
+        _otel_trader_limit: int | None = None
+
+        def export(self, spans: Sequence[Any]) -> Any:
+            limit = self._otel_trader_limit
+            if limit is None:
+                return super().export(spans)
+            requests: list[tuple[Sequence[Any], bytes | None]]
+            try:
+                requests = list(self._otel_trader_encoder.encode_requests(spans, limit))
+            except Exception:
+                # The SDK's encoder decides what it cannot encode; batches are still cut by size.
+                from otel_trader.sdk.exporters import span_size, split_by_size
+
+                requests = [(chunk, None) for chunk in split_by_size(spans, span_size, limit)]
+            result = SpanExportResult.SUCCESS
+            for chunk, payload in requests:
+                data: Any = chunk
+                if payload is not None:
+                    data = _Encoded(chunk)
+                    data.payload = payload
+                outcome = super().export(data)
+                if outcome is not SpanExportResult.SUCCESS:
+                    result = outcome
+            return result
+
+        def _translate_data(self, data: Sequence[Any]) -> Any:
+            if type(data) is _Encoded:
+                return parse(data.payload)
+            try:
+                payload = self._otel_trader_encoder.encode(data)
+            except Exception:
+                return super()._translate_data(data)
+            return parse(payload)
+
+    _classes[base] = FastOTLPSpanExporter
+    return FastOTLPSpanExporter
