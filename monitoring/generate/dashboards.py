@@ -1,4 +1,4 @@
-"""The four dashboards, each panel written once for Grafana and SigNoz.
+"""The trading, API, FastAPI and pipeline dashboards, each panel written once for Grafana and SigNoz.
 
 Metric names are catalog keys (Prometheus names); the dialect turns them into each backend's
 names and refuses labels the catalog does not list for a metric.
@@ -44,7 +44,7 @@ def trading_overview() -> Dashboard:
         return Builder((BuilderQuery(orders, "increase", "sum", "sum", (label,)),), window="LAST_1_DAY")
 
     panels = [
-        row("Trading overview (seed 001)"),
+        row("Trading overview"),
         Panel("Orders (24h)", "stat", lambda d: [q(increase_sum(d, orders))],
               decimals=0, w=6, h=5, description="Orders placed in the last 24 hours, all sides and statuses."),
         Panel("Open Positions", "stat", lambda d: [q(gauge(d, "positions_open"))],
@@ -52,7 +52,7 @@ def trading_overview() -> Dashboard:
         Panel("Realized Profit", "stat", lambda d: [q(gauge(d, "realized_pnl"))],
               w=6, h=5, decimals=2, thresholds=((None, "red"), (0.0, "green")),
               description="Realized PnL in quote currency since the app's last reset_realized_pnl() (the day boundary) "
-                          "or start; negative is a loss. A gauge: seed 001's realized_pnl_total counter could not go negative."),
+                          "or start; negative is a loss. A gauge: a counter could not go negative."),
         Panel("WebSocket Connections", "stat", lambda d: [q(gauge(d, "websocket_connections"))],
               w=6, h=5, decimals=0, description="Currently open WebSocket connections (gauge websocket_connections)."),
         Panel("Orders by Side", "piechart", lambda d: [q(increase_sum(d, orders, by=("side",)), d.legend("side"))],
@@ -71,36 +71,37 @@ def trading_overview() -> Dashboard:
               w=24, decimals=0,
               description="Open WebSocket connections; the WebSocketConnectionsDrop alert fires on a drop of more than 10 "
                           "from the 5-minute peak."),
-        row("Orders and execution (seed 000/001 PromQL)"),
+        row("Orders and execution"),
         Panel("Buy Ratio (1h)", "stat", lambda d: [q(percent_of(d, orders, BUY, "1h"))],
-              unit="percent", w=6, h=5, decimals=1, description="Seed 001: share of buy orders in the last hour."),
+              unit="percent", w=6, h=5, decimals=1, description="Share of buy orders in the last hour."),
         Panel("Fill Rate (1h)", "stat", lambda d: [q(percent_of(d, orders, FILLED, "1h"))],
               unit="percent", w=6, h=5, decimals=1, thresholds=((None, "red"), (80.0, "yellow"), (95.0, "green")),
-              description="Seed 001: share of orders that were filled in the last hour."),
+              description="Share of orders that were filled in the last hour."),
         Panel("Rate Limited (5m)", "stat", lambda d: [q(percent_of(d, "rate_limit_requests_total", LIMITED, "5m"))],
               unit="percent", w=6, h=5, decimals=1, thresholds=((None, "green"), (1.0, "yellow"), (10.0, "red")),
-              description="Seed 001: share of requests the rate limiter refused."),
+              description="Share of requests the rate limiter refused in the last 5 minutes."),
         Panel("Execution P95", "stat", lambda d: [q(quantile(d, "0.95", "trading_execution_duration_seconds", window="5m"))],
               unit="s", w=6, h=5, thresholds=((None, "green"), (1.0, "yellow"), (5.0, "red")),
-              description="Seed 000: 95th percentile of order execution time (trading_execution_duration_seconds)."),
+              description="95th percentile of order execution time over the last 5 minutes (trading_execution_duration_seconds)."),
         Panel("Executions by Result", "timeseries", lambda d: [q(
             rate_sum(d, "trading_orders_executed_total", by=("strategy", "result")), d.legend("strategy", "result"))],
               unit="ops", stack=True,
-              description="Seed 000: order executions per second by strategy and result (success, rejected, error)."),
+              description="Order executions per second by strategy and result (success, rejected, error)."),
         Panel("Execution Latency by Exchange", "timeseries", lambda d: [
             q(quantile(d, "0.5", "trading_execution_duration_seconds", ("exchange",)), "p50 " + d.legend("exchange")),
             q(quantile(d, "0.95", "trading_execution_duration_seconds", ("exchange",)), "p95 " + d.legend("exchange"))],
-              unit="s", description="Seed 000: execution time percentiles per exchange."),
+              unit="s", description="Execution time percentiles (p50, p95) per exchange."),
         Panel("Positions by Strategy", "timeseries", lambda d: [q(
             gauge(d, "trading_current_positions", by=("strategy", "symbol")), d.legend("strategy", "symbol"))],
-              decimals=0, description="Seed 000: trading_current_positions per strategy and symbol."),
+              decimals=0, description="Current positions per strategy and symbol (trading_current_positions)."),
         Panel("Rate Limiter", "timeseries", lambda d: [q(
             rate_sum(d, "rate_limit_requests_total", by=("status",)), d.legend("status"))],
               unit="reqps", stack=True,
               description="Requests allowed and limited per second (the RateLimitExceeded alert fires above 10 limited/s)."),
     ]
     return Dashboard("trading-overview", "otel-trader-trading", "Trading Overview",
-                     "Orders, positions, PnL and WebSocket connections (seed 001), plus seed 000's execution metrics.",
+                     "Orders, positions, PnL and WebSocket connections, plus order execution (results, latency, positions per "
+                     "strategy) and the rate limiter.",
                      ["otel-trader", "trading"], panels, app_variables())
 
 
@@ -108,7 +109,7 @@ def api_performance() -> Dashboard:
     req = "http_requests_total"
     hist = "http_request_duration_seconds"
     panels = [
-        row("API performance (seed 001)"),
+        row("API performance"),
         Panel("API Status", "stat", lambda d: [q('min(up{job="$job", via="direct"})')],
               w=4, h=5, mappings=UP_MAPPINGS, thresholds=((None, "red"), (1.0, "green")), grafana_only=True,
               description="Prometheus' direct scrape of the app's /metrics (job trader-api); the TraderAPIDown alert uses "
@@ -122,7 +123,7 @@ def api_performance() -> Dashboard:
         Panel("Error Rate", "gauge", lambda d: [q(percent_of(d, req, SERVER_ERROR, d.rate))],
               unit="percent", w=4, h=5, min=0, max=100, decimals=2, thresholds=ERROR_STEPS,
               description="Share of 5xx responses. With no 5xx at all there is no 5xx series: `or vector(0)` shows 0 % "
-                          "where the seed's expression showed No data. An idle API shows No data rather than NaN (0/0)."),
+                          "rather than No data. An idle API shows No data rather than NaN (0/0)."),
         Panel("Latency by Endpoint", "timeseries", lambda d: [q(quantile(d, "0.95", hist, ("path",)), "p95 " + d.legend("path"))],
               unit="s", description="95th percentile per route template."),
         Panel("Request Rate by Endpoint", "timeseries", lambda d: [q(rate_sum(d, req, by=("path",)), d.legend("path"))],
@@ -139,7 +140,7 @@ def api_performance() -> Dashboard:
               signoz=Builder((BuilderQuery(hist, "", "p95", "avg", ("path",), part="bucket"),), window="LAST_5_MIN")),
     ]
     return Dashboard("api-performance", "otel-trader-api", "API Performance",
-                     "Request rate, latency percentiles, errors and status codes of the FastAPI app (seed 001).",
+                     "Request rate, latency percentiles, errors and status codes of the FastAPI app.",
                      ["otel-trader", "api"], panels, app_variables())
 
 
@@ -147,13 +148,13 @@ def fastapi_metrics() -> Dashboard:
     req = "http_requests_total"
     hist = "http_request_duration_seconds"
     panels = [
-        row("Requests and responses (seed 002)"),
+        row("Requests and responses"),
         Panel("Requests per Minute by Path", "timeseries",
               lambda d: [q(f"{rate_sum(d, req, by=('path',), window='1m')} * 60", d.legend("path"))],
-              unit="reqpm", description="Seed 002's app_requests_total by path; here http_requests_total by route template."),
+              unit="reqpm", description="Requests per minute by route template (http_requests_total by path)."),
         Panel("Responses per Minute by Status", "timeseries",
               lambda d: [q(f"{rate_sum(d, req, by=('status',), window='1m')} * 60", d.legend("status"))],
-              unit="reqpm", description="Seed 002's app_responses_total by status code; here the status label of http_requests_total."),
+              unit="reqpm", description="Responses per minute by status code (the status label of http_requests_total)."),
         Panel("Total Requests", "stat", lambda d: [q(increase_sum(d, req, window="$__range"))],
               decimals=0, w=8, h=6, grafana_only=True,
               description="Requests in the selected time range (increase(), so app restarts do not reset it)."),
@@ -162,9 +163,9 @@ def fastapi_metrics() -> Dashboard:
               w=8, h=6, grafana_only=True),
         Panel("Requests per Second (5m avg)", "stat", lambda d: [q(rate_sum(d, req, window="5m"))],
               unit="reqps", decimals=2, w=8, h=6),
-        row("Performance (seed 002)"),
+        row("Performance"),
         Panel("Average Processing Time by Path", "timeseries", lambda d: [q(avg_time(d, hist, d.rate), d.legend("path"))],
-              unit="s", description="Seed 002's app_requests_processing_time_seconds: _sum / _count per path (0/0 filtered out)."),
+              unit="s", description="Average processing time per path: _sum / _count of http_request_duration_seconds (0/0 filtered out)."),
         Panel("Average Response Time by Path (5m)", "bargauge", lambda d: [q(avg_time(d, hist, "5m"), d.legend("path"))],
               unit="s", thresholds=LATENCY_STEPS,
               # mean rate of _sum / mean rate of _count over the same 5 minutes = sum / count
@@ -173,15 +174,15 @@ def fastapi_metrics() -> Dashboard:
                              formula="A / B", window="LAST_5_MIN")),
         Panel("Requests per Hour by Path", "timeseries",
               lambda d: [q(increase_sum(d, req, by=("path",), window="1h"), d.legend("path"))],
-              w=24, description="Seed 002: hourly request increase per path."),
-        row("FastAPI application metrics (seed 003)"),
+              w=24, description="Requests per path over the preceding hour."),
+        row("FastAPI application metrics"),
         Panel("Request Rate", "timeseries",
               lambda d: [q(rate_sum(d, req, by=("method", "path"), window="5m"), d.legend("method", "path"))],
-              unit="reqps", description="Seed 003's rate(fastapi_requests_total[5m]), per method and endpoint."),
+              unit="reqps", description="Requests per second over 5 minutes, per method and endpoint."),
         Panel("Request Duration", "timeseries", lambda d: [
             q(quantile(d, "0.95", hist, window="5m"), "p95"),
             q(quantile(d, "0.50", hist, window="5m"), "p50")],
-              unit="s", description="Seed 003: p95 and p50 latency."),
+              unit="s", description="p95 and p50 request latency over 5 minutes."),
         Panel("Total Requests per Second", "gauge", lambda d: [q(rate_sum(d, req, window="1m"))],
               unit="reqps", w=8, min=0, decimals=2),
         Panel("Response Status Codes", "piechart",
@@ -192,11 +193,11 @@ def fastapi_metrics() -> Dashboard:
               lambda d: [q(increase_sum(d, req, by=("path",), window="1h"), d.legend("path"))],
               w=8, decimals=0, description="Requests per endpoint over the last hour.",
               signoz=Builder((BuilderQuery(req, "increase", "sum", "sum", ("path",)),), window="LAST_1_HR")),
-        row("Python runtime (seed 002 exercise, seed 003 runtime metrics)"),
+        row("Python runtime"),
         Panel("Resident Memory (RSS)", "timeseries",
               lambda d: [q(gauge(d, "process_resident_memory_bytes", by=("instance",)), "RSS " + d.legend("instance"))],
               unit="bytes", w=8,
-              description='Seed 002\'s app_memory_usage_bytes{type="rss"}; process_resident_memory_bytes here.'),
+              description="Resident memory of each app process (process_resident_memory_bytes)."),
         Panel("Virtual Memory (VMS)", "timeseries",
               lambda d: [q(gauge(d, "process_virtual_memory_bytes", by=("instance",)), "VMS " + d.legend("instance"))],
               unit="bytes", w=8),
@@ -208,7 +209,7 @@ def fastapi_metrics() -> Dashboard:
               unit="ops"),
         Panel("Open File Descriptors", "timeseries",
               lambda d: [q(gauge(d, "process_open_fds", by=("instance",)), d.legend("instance"))]),
-        row("Redis connection pool (seed 000)"),
+        row("Redis connection pool"),
         Panel("Pool Utilization", "timeseries",
               lambda d: [q(gauge(d, "redis_pool_utilization_percent", by=("pool",), agg="max"), d.legend("pool"))],
               unit="percent", w=8, min=0, max=100, thresholds=((None, "green"), (70.0, "yellow"), (90.0, "red"))),
@@ -225,8 +226,8 @@ def fastapi_metrics() -> Dashboard:
               unit="ops", w=24),
     ]
     return Dashboard("fastapi-metrics", "otel-trader-fastapi", "FastAPI Metrics",
-                     "Seed 002's FastAPI metrics dashboard and seed 003's five panels, on otel-trader's metric names; "
-                     "Python runtime and Redis pool.",
+                     "Requests, responses and processing time per path and status, FastAPI request rate and duration, "
+                     "Python runtime (memory, CPU, GC, file descriptors) and the Redis connection pool.",
                      ["otel-trader", "fastapi"], panels, app_variables())
 
 

@@ -75,7 +75,7 @@ class RouteStats:
     method: str
     path: str
     requests: float
-    errors: float  # 4xx + 5xx, as seed 001's error-rate PromQL counts them
+    errors: float  # responses with a 4xx or 5xx status
     server_errors: float
     p50: float | None
     p95: float | None

@@ -112,8 +112,8 @@ def test_health_503_names_db_when_it_is_down(telemetry, redis_server):
         assert "secret-pw" not in response.text
 
 
-def test_seed_style_include_of_module_health_router() -> None:
-    """Seed 000 writes ``app.include_router(health_router, prefix="/health")``."""
+def test_module_health_router_included_with_a_prefix() -> None:
+    """The guides write ``app.include_router(health_router, prefix="/health")``."""
     import asyncio
 
     import httpx
