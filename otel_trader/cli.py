@@ -4,11 +4,7 @@ Subcommands live in their own modules, each with ``add_arguments(parser)`` and
 ``run(args) -> int`` (exit status), and are listed in :data:`SUBCOMMANDS`. A subcommand whose
 module is not part of this installation is simply not offered.
 
-Hook for the collector command: create ``otel_trader/collector/cli.py`` with those two
-functions (and a module docstring: its first line is the help text); it is already listed
-below and appears as ``otel-trader collector`` as soon as the module exists. The demo starts
-the collector through :func:`otel_trader.demo.collector.start_collector`, the one place to
-switch over to it.
+A subcommand module's docstring gives the help text (its first line).
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Long because one row per metric otel-trader emits or reads: the single table that docs, dashboards,
+# alerts and the /metrics tests derive from; split, it would be two sources.
 """Every metric otel-trader emits, and the SDK and collector metrics its dashboards and alerts read.
 
 The one table of metric names: ``docs/DESIGN.md``'s metric table is generated from it and the

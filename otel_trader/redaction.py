@@ -1,3 +1,5 @@
+# Long because the key rules, the value patterns (URLs, DSNs, tokens) and the log/console hooks
+# are one policy, applied the same at every exit; split, they would drift apart.
 """Keep secrets out of telemetry: attribute keys, query strings, URLs, free text and log records.
 
 Two questions are answered here, both process-wide and cached:

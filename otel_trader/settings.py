@@ -1,3 +1,5 @@
+# Long because it is the declarative table of every setting (one field each, with its env vars,
+# type, default and doc) plus the validators and error wording that go with it.
 """Every otel-trader setting in one declarative table.
 
 Each field names its environment variables (ours first, then the standard ``OTEL_*`` one),

@@ -1,3 +1,5 @@
+# Long because enough of Binance's spot REST API (signing, orders, balances, rate-limit headers)
+# for an unmodified ccxt client to trade; one mock venue.
 """The mock exchange's Binance spot REST API: enough of it that an unmodified ccxt ``binance`` trades.
 
 Pointed at it with a ``urls`` override (:func:`ccxt_config`), ``ccxt.binance`` and

@@ -1,3 +1,5 @@
+# Long because ccxt's sync and async classes are wrapped the same way (a span and metrics per
+# unified call, errors classified, headers read), and the wrapping only makes sense as one unit.
 """ccxt: a span and exchange metrics per API call, rate-limit headroom and clock skew from responses.
 
 For every exchange class of ``ccxt`` (sync, over requests), ``ccxt.async_support`` and

@@ -36,8 +36,8 @@ class TelemetryManager:
     """Owns the process's tracer, meter and logger providers.
 
     ``configure()`` is idempotent. With telemetry disabled nothing is installed and every
-    helper is a no-op; ``bool(manager)`` tells whether telemetry is active, so the seed's
-    ``if telemetry:`` guards keep working.
+    helper is a no-op; ``bool(manager)`` tells whether telemetry is active, so ``if telemetry:``
+    guards work.
     """
 
     def __init__(self, config: TelemetryConfig | None = None) -> None:
@@ -294,7 +294,7 @@ class TelemetryManager:
             )
         return finished
 
-    # -- the seed's API (methods delegate to the module helpers) ------------------------------
+    # -- the helpers as methods (they delegate to the module functions) -----------------------
 
     def trace_operation(
         self,

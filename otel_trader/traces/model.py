@@ -1,3 +1,5 @@
+# Long because decoding OTLP JSON and protobuf into one span model, and assembling traces from
+# spans that arrive in any order, are one contract tested as a whole.
 """Spans and traces as ``otel-trader traces`` sees them, decoded from OTLP (JSON or protobuf).
 
 Sources: the collector's ``file`` exporter (one OTLP/JSON export request per line, ids in hex,

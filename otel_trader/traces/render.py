@@ -1,3 +1,5 @@
+# Long because the waterfall's rows, bars, collapsing and footer share one layout model (widths,
+# time axis, colours); they change together.
 """Traces as terminal waterfalls: one line per span, indented by parent, a bar on the trace's time axis.
 
 Each line: the tree, the span's name and key attributes (route and status code, the HTTP

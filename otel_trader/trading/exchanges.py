@@ -1,3 +1,5 @@
+# Long because latency, outcomes, errors, rate-limit windows and clock skew are recorded from one
+# call's result under one label policy per exchange; the venue-header parsers feed the same state.
 """Exchange call metrics: latency, outcomes, errors, rate-limit headroom, clock skew, last success.
 
 Recorded by the ccxt integration (:mod:`otel_trader.integrations.ccxt`) for every unified call

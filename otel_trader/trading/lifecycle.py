@@ -1,3 +1,5 @@
+# Long because an order's states (submit, ack, fills, done, timeouts) are one state machine with
+# its trace, links and metrics; the transitions only read correctly side by side.
 """Order lifecycle by client order id: submit → ack → (partial) fills → done, as one trace.
 
 ==============================================  =========  ==================================================

@@ -1,16 +1,18 @@
+# Long because the usage guide in the docstring plus the order, position, PnL, WebSocket and
+# rate-limit metrics, which share one bounded state (TradingState) and one instrument set.
 """Trading metrics with checked, bounded labels: orders, positions, realized PnL, websockets, rate limits.
 
 Names, types, labels and allowed values: :mod:`otel_trader.metric_catalog` (every series also
 carries OTel's ``otel_scope_*`` labels).
 
-Two of seed 001's names are corrected:
+Two names are not the obvious ones, on purpose:
 
 * ``realized_pnl_total`` (a Counter) cannot hold a loss: counters only go up (the SDK drops
   negative adds) and ``_total`` tells Prometheus the series is monotonic. Realized PnL is the
   gauge ``realized_pnl{symbol}`` (an observable up-down counter). Its value is the PnL recorded
   with :func:`add_realized_pnl` since the process started or since the last
-  :func:`reset_realized_pnl` — call that at the day boundary for a daily figure. The seed's
-  daily-loss alert becomes::
+  :func:`reset_realized_pnl` — call that at the day boundary for a daily figure. A
+  daily-loss alert reads::
 
       expr: sum(realized_pnl) < -1000          # sum by (job) (...) with several bots
 

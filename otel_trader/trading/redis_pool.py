@@ -3,8 +3,8 @@
 Metric names and labels (each series has the pool's name, ``pool``): :mod:`otel_trader.metric_catalog`.
 
 The pool gauges are observable instruments: they are read from the pool when metrics are
-exported (each Prometheus scrape, each OTLP export), so the seed's "call the health endpoint
-from a cron job / background task every 30 s" is not needed. Pool sizes come from redis-py's
+exported (each Prometheus scrape, each OTLP export); no background task has to call the
+health endpoint to keep them fresh. Pool sizes come from redis-py's
 pool internals (``_get_in_use_connections``/``_get_free_connections`` in redis-py ≥ 7, the
 underlying lists before), for ``redis.ConnectionPool``, ``redis.BlockingConnectionPool`` and
 their ``redis.asyncio`` counterparts.

@@ -1,3 +1,5 @@
+# Long because kill switch, risk limits, decisions, balances and exposure share one lock-guarded
+# state, read together by the observable instruments at export time.
 """Risk and liveness state: kill switch, risk-limit utilization, decision age, balances and exposure.
 
 ==============================================  =========  ===================================================

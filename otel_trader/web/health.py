@@ -116,8 +116,7 @@ def make_health_router(
     else:
         monitor = RedisPoolMonitor(redis, name=redis_name, health_timeout=timeout)
     router = APIRouter(prefix=prefix, tags=["health"])
-    # An empty path: with a prefix (ours, or the one passed to include_router as seed 000
-    # does) the route is exactly "/health", not "/health/".
+    # An empty path: with a prefix (ours, or one passed to include_router) the route is exactly "/health", not "/health/".
     root = ""
 
     async def redis_check() -> dict[str, Any]:

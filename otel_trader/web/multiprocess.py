@@ -1,3 +1,5 @@
+# Long because snapshot sharing between workers and their merge are one protocol (file layout,
+# who serves, recycled workers' counts kept); split, each half would need the other's internals.
 """``/metrics`` over several workers: every worker shares snapshots, the one scraped serves the merge.
 
 Under ``uvicorn --workers N``, ``gunicorn -w N`` or ``hypercorn -w N`` every scrape reaches one

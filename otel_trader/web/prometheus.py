@@ -2,8 +2,8 @@
 
 OTel metrics are read by the SDK's ``PrometheusMetricReader`` into prometheus_client's default
 registry, so ``/metrics`` shows them next to any metrics the application defines with
-prometheus_client itself (the seed-000 style keeps working, and so does a plain
-``make_asgi_app()`` mount). prometheus_client's own process/GC/platform collectors are replaced
+prometheus_client itself (an app's own ``Counter``/``Gauge`` keep working, and so does a
+plain ``make_asgi_app()`` mount). prometheus_client's own process/GC/platform collectors are replaced
 by OTel instruments of the same names (see ``runtime_metrics``), so the collector's Prometheus
 endpoint shows them too and ``/metrics`` never lists a name twice.
 """

@@ -1,3 +1,5 @@
+# Long because an in-place aggregation that must give exactly what the SDK's own instruments
+# would (OTLP and /metrics, cumulative and delta readers, fork resets); the contract is one unit.
 """The middleware's RED metrics, aggregated in place and handed to the SDK's readers when they collect.
 
 Recording ``http_requests_total`` and ``http_request_duration_seconds`` through the SDK costs
