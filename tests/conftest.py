@@ -2,13 +2,15 @@
 
 OpenTelemetry's global providers can be set once per process; ``reset_otel`` clears that latch
 between tests (test-only use of the API's private set-once guards).
+
+Helpers (no fixtures) are in :mod:`tests.support`; ``free_port`` and ``stop_process`` are still
+importable from here, where many test modules import them from.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,23 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from otel_trader.collector.process import port_open
+from tests.support import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
     """Block until something listens on 127.0.0.1:port, or fail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if port_open(port):
+            return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
@@ -113,18 +110,52 @@ def telemetry(reset_otel: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tel
     yield Telemetry(manager=manager, spans=exporter)
 
 
-# -- real servers ----------------------------------------------------------------------------
+# -- the collector binary --------------------------------------------------------------------
+
+#: Where the tests start the collector also without this fixture (``otel-trader collector run``).
+_COLLECTOR_TEST_DIRS = (ROOT / "tests" / "collector", ROOT / "tests" / "e2e")
+_build: tuple[bool, str] | None = None
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:  # type: ignore[type-arg]
-    """SIGTERM, then SIGKILL if it is still running after ``timeout`` seconds; always reaped."""
-    if process.poll() is None:
-        process.terminate()
+def _build_once() -> tuple[bool, str]:
+    """``collector/build.sh`` once per session: (True, binary path) or (False, what went wrong)."""
+    global _build
+    if _build is None:
+        from otel_trader.collector import build_collector
+
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+            _build = (True, str(build_collector(quiet=True)))
+        except Exception as exc:  # reported by the fixture as a failure, never a skip
+            _build = (False, str(exc))
+    return _build
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Build before the first test: a cold build (empty Go caches) takes minutes, which must not
+    # count against a test's timeout (pytest-timeout covers fixture setup).
+    for item in session.items:
+        path = Path(str(item.path)).resolve()
+        if "otelcol_binary" in getattr(item, "fixturenames", ()) or any(
+            d in path.parents for d in _COLLECTOR_TEST_DIRS
+        ):
+            _build_once()
+            return
+
+
+@pytest.fixture(scope="session")
+def otelcol_binary() -> Path:
+    """collector/bin/otelcol-trader, built or confirmed up to date (instant) by collector/build.sh.
+
+    Built once per session, right after collection when a selected test needs it. A failed build
+    FAILS every test that needs the binary; it is never skipped.
+    """
+    ok, detail = _build_once()
+    if not ok:
+        pytest.fail(f"building the collector failed: {detail}", pytrace=False)
+    return Path(detail)
+
+
+# -- real servers ----------------------------------------------------------------------------
 
 
 @dataclass

@@ -1,5 +1,10 @@
 """Supervising a child process: started with a bounded wait for its health URL, stopped with SIGTERM
-then SIGKILL, always reaped, and killed with the parent on Linux."""
+then SIGKILL, always reaped, and killed with the parent on Linux.
+
+:class:`ManagedProcess` is a collector binary; the functions under it (:func:`spawn`,
+:func:`wait_ready`, :func:`stop_process`, the probes :func:`http_ok` and :func:`port_open`) are
+the same steps for any child, shared with the demo's processes and the tests.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from otel_trader.collector.binary import CollectorError
 
@@ -48,6 +54,107 @@ def die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+def http_ok(url: str, ok: tuple[int, ...] = (200,), timeout: float = 1.0) -> bool:
+    """One probe: whether ``url`` answers with a status in ``ok`` (a connection error is ``False``)."""
+    try:
+        status, _ = http_get(url, timeout=timeout)
+    except OSError:
+        return False
+    return status in ok
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """One probe: whether something accepts TCP connections on ``host:port``."""
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
+
+
+def spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    *,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+    header: str = "",
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, tied to this process's life (:func:`die_with_parent`).
+
+    Its stdout and stderr are appended to ``log_path`` (after ``header``), or inherited when there
+    is none; stdin is closed. The child keeps its own descriptor of the log. Raises ``OSError``
+    when it cannot be started.
+    """
+    log: IO[bytes] | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed below; the child keeps its own descriptor
+        if header:
+            log.write(header.encode())
+            log.flush()
+    try:
+        return subprocess.Popen(
+            argv,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+            cwd=cwd,
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop it in order.
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only calls prctl
+        )
+    finally:
+        if log is not None:
+            log.close()
+
+
+def wait_ready(
+    process: subprocess.Popen[Any] | None,
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    exited: Callable[[int | None], BaseException],
+    timed_out: Callable[[], BaseException],
+    interval: float = 0.1,
+) -> None:
+    """Poll ``ready()`` every ``interval`` s until it is true.
+
+    Raises ``exited(returncode)`` as soon as ``process`` has exited (or was never started), and
+    ``timed_out()`` once ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is None or process.poll() is not None:
+            raise exited(None if process is None else process.returncode)
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            raise timed_out()
+        time.sleep(interval)
+
+
+def stop_process(
+    process: subprocess.Popen[Any],
+    timeout: float = 10.0,
+    *,
+    sig: int = signal.SIGTERM,
+    kill_timeout: float = 10.0,
+) -> int | None:
+    """Send ``sig`` (SIGTERM: a graceful stop) and wait ``timeout`` s, then SIGKILL.
+
+    Always reaps the process; returns its exit code. A process that already exited is only reaped.
+    """
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(kill_timeout)
+    return process.returncode
 
 
 class ManagedProcess:
@@ -96,29 +203,13 @@ class ManagedProcess:
         """Start the binary and wait (at most ``timeout`` s) until it is healthy."""
         if self.running:
             raise CollectorError(f"{self.name} is already running (pid {self.pid})")
-        log: IO[bytes] | None = None
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps its own descriptor
-            log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
-            log.flush()
+        header = f"\n===== start #{self.starts + 1}: {' '.join(self.command())}\n"
         try:
-            self.process = subprocess.Popen(
-                self.command(),
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT if log is not None else None,
-                cwd=self.cwd,
-                # Own session: a terminal's Ctrl-C reaches only us, and we stop it in order.
-                start_new_session=True,
-                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only calls prctl
+            self.process = spawn(
+                self.command(), self.env, log_path=self.log_path, cwd=self.cwd, header=header
             )
         except OSError as exc:
             raise CollectorError(f"cannot start {self.binary}: {exc}") from exc
-        finally:
-            if log is not None:
-                log.close()
         self.starts += 1
         try:
             self.wait_healthy(timeout)
@@ -129,26 +220,21 @@ class ManagedProcess:
 
     def healthy(self) -> bool:
         """One health probe: the health_check extension answers 200."""
-        try:
-            status, _ = http_get(self.health_url, timeout=1.0)
-        except OSError:
-            return False
-        return status == 200
+        return http_ok(self.health_url)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Poll the health URL until 200; fail at once if the process exits, or after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise CollectorError(f"{self.name} exited with code {code} while starting{self._tail()}")
-            if self.healthy():
-                return
-            if time.monotonic() >= deadline:
-                raise CollectorError(
-                    f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s{self._tail()}"
-                )
-            time.sleep(0.1)
+        wait_ready(
+            self.process,
+            self.healthy,
+            timeout,
+            exited=lambda code: CollectorError(
+                f"{self.name} exited with code {code} while starting{self._tail()}"
+            ),
+            timed_out=lambda: CollectorError(
+                f"{self.name} not healthy at {self.health_url} after {timeout:.0f}s{self._tail()}"
+            ),
+        )
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (graceful: receivers close, queues drain or persist), SIGKILL after ``timeout`` s.
@@ -170,17 +256,9 @@ class ManagedProcess:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(10)
+        code = stop_process(process, timeout, sig=sig)
         self.process = None
-        return process.returncode
+        return code
 
     def __enter__(self) -> ManagedProcess:
         if not self.running:

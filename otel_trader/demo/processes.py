@@ -3,58 +3,26 @@
 Each child gets its own session (so a terminal's Ctrl-C reaches only the runner, which then
 stops the children in order) and, on Linux, ``PR_SET_PDEATHSIG``: if the runner dies without
 cleaning up — even by SIGKILL — the kernel sends the child SIGTERM. No exit path leaves a
-process behind.
+process behind. Starting, waiting and stopping are :mod:`otel_trader.collector.process`'s steps,
+the ones the collector's own processes go through.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from otel_trader.collector.ports import free_ports
+from otel_trader.collector.process import http_get, http_ok, port_open, spawn, stop_process, wait_ready
 
 __all__ = ["ChildProcess", "ProcessGroup", "free_port", "http_get"]
 
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    """(status, body) of a GET; HTTP errors are returned, connection errors raise OSError."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs only
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except Exception:  # pragma: no cover - best effort; the runner still stops us normally
-            return
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -83,17 +51,7 @@ class ChildProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; always reaps the process."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                self.process.wait(5)
-        else:
-            self.process.wait()
+        stop_process(self.process, timeout, kill_timeout=5.0)
 
 
 class ProcessGroup:
@@ -114,17 +72,7 @@ class ProcessGroup:
     ) -> ChildProcess:
         """Start ``argv`` with ``env``; stdout and stderr go to ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.log_dir,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only calls prctl
-            )
+        process = spawn(argv, env, log_path=log_path, cwd=self.log_dir)
         child = ChildProcess(name, process, log_path, url, ports or {})
         self.children.append(child)
         return child
@@ -142,30 +90,26 @@ class ProcessGroup:
         self, child: ChildProcess, url: str, timeout: float = 30.0, ok: tuple[int, ...] = (200,)
     ) -> None:
         """Wait until ``url`` answers with a status in ``ok``; fail early if ``child`` exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise RuntimeError(
-                    f"{child.name} exited with code {child.process.returncode} while starting; "
-                    f"last log lines ({child.log_path}):\n{child.log_tail()}"
-                )
-            try:
-                status, _ = http_get(url, timeout=1.0)
-                if status in ok:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{child.name} not ready at {url} after {timeout:.0f}s; log:\n{child.log_tail()}")
+        wait_ready(
+            child.process,
+            lambda: http_ok(url, ok),
+            timeout,
+            exited=lambda code: RuntimeError(
+                f"{child.name} exited with code {code} while starting; "
+                f"last log lines ({child.log_path}):\n{child.log_tail()}"
+            ),
+            timed_out=lambda: RuntimeError(
+                f"{child.name} not ready at {url} after {timeout:.0f}s; log:\n{child.log_tail()}"
+            ),
+        )
 
     def wait_port(self, child: ChildProcess, port: int, timeout: float = 15.0) -> None:
         """Wait until something listens on 127.0.0.1:``port``; fail early if ``child`` exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited while starting:\n{child.log_tail()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{child.name} not listening on {port} after {timeout:.0f}s")
+        wait_ready(
+            child.process,
+            lambda: port_open(port),
+            timeout,
+            exited=lambda _code: RuntimeError(f"{child.name} exited while starting:\n{child.log_tail()}"),
+            timed_out=lambda: RuntimeError(f"{child.name} not listening on {port} after {timeout:.0f}s"),
+            interval=0.05,
+        )

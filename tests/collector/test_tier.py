@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from otel_trader.collector import CollectorProcess, Tier, free_ports, http_get, start_tier
+from tests.support import stop_process, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -62,21 +62,6 @@ def gateway_env(remote_write: str | None = None, **extra: str) -> dict[str, str]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except (OSError, ValueError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
 
 
 class Load:
@@ -387,13 +372,7 @@ class App:
 
     def stop(self) -> None:
         self.stop_hammer()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 15)
 
 
 @pytest.mark.timeout(300)
@@ -552,13 +531,7 @@ class Prometheus:
         return sum(s.value for s in self.own_samples(name, **labels))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 20)
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 Everything is a real process on 127.0.0.1 with free ports: the apps run
 ``uvicorn --factory tests.e2e.apps.trader_app:create_api`` (so OTel globals, signal handling and
 exit behaviour are the real ones), the collector and the sink are started through
-:mod:`otel_trader.collector` (the code ``otel-trader collector run`` uses), Redis is the session's
-real redis-server.
+:mod:`otel_trader.collector` (the code ``otel-trader collector run`` uses) from the session's
+``otelcol_binary`` (``tests/conftest.py``), Redis is the session's real redis-server.
 
 ``stack`` (function) is an :class:`E2EStack`; whatever it started is stopped at teardown, last
 started first (apps before the collector before the sink)::
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import secrets
 import signal
@@ -31,18 +30,11 @@ from typing import Any
 
 import pytest
 
-from otel_trader.collector import (
-    CollectorPorts,
-    CollectorProcess,
-    SinkProcess,
-    build_collector,
-    free_ports,
-    http_get,
-)
+from otel_trader.collector import CollectorPorts, CollectorProcess, SinkProcess, free_ports, http_get
 from tests.conftest import Server
+from tests.support import SinkReader, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-E2E = Path(__file__).resolve().parent
 
 #: The collector as the tests run it: loopback only; batches, retries and span-metric flushes
 #: shortened so recovery takes seconds instead of the production 5–30 s backoff.
@@ -60,105 +52,12 @@ _APP_ENV_DROP = ("TELEMETRY_", "OTLP_", "OTEL_", "TELEGRAM_", "FASTAPI_")
 _APP_ENV_NAMES = ("SERVICE_NAME", "SERVICE_VERSION", "ENVIRONMENT", "DEPLOYMENT_ENVIRONMENT")
 
 
-# -- the collector binary ----------------------------------------------------------------------
-
-_build: tuple[bool, str] | None = None
-
-
-def _build_once() -> tuple[bool, str]:
-    global _build
-    if _build is None:
-        try:
-            _build = (True, str(build_collector(quiet=True)))
-        except Exception as exc:  # reported by the fixture as a failure, never a skip
-            _build = (False, str(exc))
-    return _build
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Build before the first test: a cold build takes minutes and must not eat a test's timeout.
-    if any(E2E in Path(str(item.path)).resolve().parents for item in session.items):
-        _build_once()
-
-
-@pytest.fixture(scope="session")
-def otelcol_binary() -> Path:
-    """collector/bin/otelcol-trader, built or confirmed up to date by collector/build.sh."""
-    ok, detail = _build_once()
-    if not ok:
-        pytest.fail(f"building the collector failed: {detail}", pytrace=False)
-    return Path(detail)
-
-
 # -- reading the sink --------------------------------------------------------------------------
 
 
-def attrs(kvs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """OTLP/JSON KeyValue list → {key: value}."""
-    return {kv["key"]: _value(kv.get("value", {})) for kv in kvs or []}
-
-
-def _value(v: dict[str, Any]) -> Any:
-    for key, cast in (("stringValue", str), ("intValue", int), ("doubleValue", float), ("boolValue", bool)):
-        if key in v:
-            return cast(v[key])
-    if "arrayValue" in v:
-        return [_value(x) for x in v["arrayValue"].get("values", [])]
-    if "kvlistValue" in v:
-        return attrs(v["kvlistValue"].get("values"))
-    return None
-
-
-class SinkFile(SinkProcess):
-    """The SigNoz stand-in, plus readers of what it wrote (one OTLP/JSON request per line)."""
-
-    def raw(self) -> str:
-        """The whole file, for "this secret appears nowhere" checks."""
-        return self.file.read_text(errors="replace") if self.file.exists() else ""
-
-    def requests(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.raw().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # only a line being written can be incomplete
-        return out
-
-    def spans(self) -> list[dict[str, Any]]:
-        """Every span, with ``resource`` and ``attrs`` as dicts."""
-        return [
-            {**span, "resource": attrs(rs.get("resource", {}).get("attributes")), "attrs": attrs(span.get("attributes"))}
-            for req in self.requests()
-            for rs in req.get("resourceSpans", [])
-            for ss in rs.get("scopeSpans", [])
-            for span in ss.get("spans", [])
-        ]
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """Every metric, with ``resource`` as a dict."""
-        return [
-            {**metric, "resource": attrs(rm.get("resource", {}).get("attributes"))}
-            for req in self.requests()
-            for rm in req.get("resourceMetrics", [])
-            for sm in rm.get("scopeMetrics", [])
-            for metric in sm.get("metrics", [])
-        ]
-
-    def logs(self) -> list[dict[str, Any]]:
-        """Every log record, with ``resource``, ``attrs`` and ``body_value``."""
-        return [
-            {
-                **rec,
-                "resource": attrs(rl.get("resource", {}).get("attributes")),
-                "attrs": attrs(rec.get("attributes")),
-                "body_value": _value(rec.get("body", {})),
-            }
-            for req in self.requests()
-            for rl in req.get("resourceLogs", [])
-            for sl in rl.get("scopeLogs", [])
-            for rec in sl.get("logRecords", [])
-        ]
+class SinkFile(SinkReader, SinkProcess):
+    """The SigNoz stand-in, plus readers of what it wrote (one OTLP/JSON request per line):
+    ``raw()``, ``requests()``, ``spans()``, ``metrics()``, ``logs()`` (:class:`tests.support.SinkReader`)."""
 
 
 # -- apps --------------------------------------------------------------------------------------
@@ -242,13 +141,7 @@ class AppProcess:
             self._conn.close()
             self._conn = None
         start = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, timeout, sig=sig)
         self.exit_seconds = time.monotonic() - start
         return self.exit_seconds
 
@@ -338,13 +231,8 @@ def stack(otelcol_binary: Path, tmp_path: Path, redis_server: Server) -> Iterato
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until ``predicate()`` is truthy (returned) or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
+    """Poll until ``predicate()`` is truthy (returned) or fail after ``timeout`` seconds.
+
+    :func:`tests.support.wait_for` where every exception of ``predicate`` propagates at once.
+    """
+    return wait_for(predicate, timeout, what, interval, retry_on=())

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,15 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from tests.support import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_YML = ROOT / "monitoring" / "prometheus" / "prometheus.yml"
 PROMETHEUS_BIN = "/usr/bin/prometheus"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def render_config(
@@ -109,14 +104,8 @@ class PrometheusServer:
         raise PrometheusError(f"prometheus not ready after {timeout}s:\n{self.tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

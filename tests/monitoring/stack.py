@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from prometheus_server import PrometheusServer, free_port, render_config
+from prometheus_server import PrometheusServer, render_config
 from promql import Expr, parse_v3, selector_matches, signoz_series
 
 from otel_trader.collector import CollectorPorts, CollectorProcess, SinkProcess
-from tests.conftest import stop_process
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The direct scrape job of prometheus.yml; the API runs with this service.name (README convention).

@@ -9,25 +9,20 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_trader.collector.process import port_open
+from tests.support import free_port, stop_process
+
 APPS = Path(__file__).resolve().parent
 ROOT = APPS.parents[2]
 #: Prefixes of variables that would leak the test runner's telemetry settings into a child.
 _OURS = ("TELEMETRY_", "OTLP_", "OTEL_", "TELEGRAM_", "FASTAPI_OTEL")
 _NAMES = ("SERVICE_NAME", "SERVICE_VERSION", "ENVIRONMENT", "DEPLOYMENT_ENVIRONMENT", "PYTHONPATH")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on (also used as a dead collector)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -72,22 +67,15 @@ class AppProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"app exited with {self.process.returncode}:\n{self.stderr()[-4000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port or 0)) == 0:
-                    return
+            if port_open(self.port or 0):
+                return
             time.sleep(0.05)
         raise AssertionError(f"app not listening on {self.port} after {timeout}s:\n{self.stderr()[-4000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> float:
         """Send ``sig`` and wait for exit (SIGKILL after ``timeout``); return the seconds it took."""
         start = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, timeout, sig=sig)
         self.exit_seconds = time.monotonic() - start
         return self.exit_seconds
 
