@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,23 @@ def _poll_stable(read: Any, timeout: float, target: float | None = None) -> floa
         if time.monotonic() >= deadline:
             return max(last, 0.0)
         time.sleep(0.2)
+
+
+def _poll_consistent(
+    reads: tuple[Any, Any, Any], at_least: float, timeout: float
+) -> tuple[float, float, float]:
+    """(first stage, middle, last) of a pipeline's counters, read last stage first until all equal and
+    at least ``at_least``; the last reading when that does not happen within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last, middle, first = (-1.0, -1.0, -1.0)
+    while True:
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            last, middle, first = (float(read()) for read in reads)
+        if first == middle == last and first >= at_least:
+            return first, middle, last
+        if time.monotonic() >= deadline:
+            return max(first, 0.0), max(middle, 0.0), max(last, 0.0)
+        time.sleep(0.05)
 
 
 def _pairs(values: dict[str, float], order: tuple[str, ...] = ()) -> str:
@@ -191,19 +209,21 @@ def render(
 
         # The batch processors export every 200 ms; wait until what was recorded has been handed over.
         exported = _poll_stable(sdk_exported, timeout=10.0, target=started_api + started_ex)
-        accepted = _poll_stable(
-            lambda: total(_scrape(collector.telemetry_url), "otelcol_receiver_accepted_spans_total"),
-            timeout=10.0,
-            target=exported,
-        )
-        sent = _poll_stable(
-            lambda: total(
+
+        def accepted_spans() -> float:
+            return total(_scrape(collector.telemetry_url), "otelcol_receiver_accepted_spans_total")
+
+        def sent_spans() -> float:
+            return total(
                 _scrape(collector.telemetry_url),
                 "otelcol_exporter_sent_spans_total",
                 exporter="otlp_grpc/signoz",
-            ),
-            timeout=10.0,
-            target=accepted,
+            )
+
+        # The bot keeps trading while this is read, so the three counters are read together (last
+        # stage first) until one reading has them equal: a moment with nothing in flight.
+        exported, accepted, sent = _poll_consistent(
+            (sent_spans, accepted_spans, sdk_exported), exported, 10.0
         )
         add(
             f"traces exported: SDK {exported:g} spans (otel_sdk_processor_span_processed_total), "
