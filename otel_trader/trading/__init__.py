@@ -26,6 +26,7 @@ from otel_trader.trading.labels import (
     OVERFLOW_VALUE,
     BoundedLabel,
     LabelValueError,
+    PerProvider,
     count_label_overflow,
 )
 from otel_trader.trading.lifecycle import (
@@ -96,6 +97,7 @@ __all__ = [
     "OVERFLOW_VALUE",
     "Order",
     "OrderState",
+    "PerProvider",
     "RATE_LIMIT_STATUSES",
     "RESULTS",
     "RiskLimit",

@@ -260,3 +260,16 @@ def test_without_a_provider_everything_is_a_noop(reset_otel):
     assert trading.order_filled("n-1", price=5.0, quantity=1.0, final=True)
     assert trading.open_orders() == []
     assert not trading.order_filled("n-1", price=5.0, quantity=1.0)
+
+
+def test_tracked_orders_use_the_label_limits_set_by_configure_trading(telemetry, samples):
+    """configure_trading() replaces the trading state; the lifecycle must read the new one."""
+    trading.configure_trading(max_exchanges=1)
+    try:
+        trading.track_order("c-a", exchange="venue-a", symbol="BTC-USDT", side="buy")
+        trading.track_order("c-b", exchange="venue-b", symbol="BTC-USDT", side="buy")
+        assert samples("orders_open") == {key(exchange="venue-a"): 1, key(exchange="__other__"): 1}
+        assert samples("orders_submitted_total") == {key(exchange="venue-a"): 1, key(exchange="__other__"): 1}
+    finally:
+        trading.reset_state()
+        trading.configure_trading()
