@@ -46,21 +46,23 @@ def _poll_stable(read: Any, timeout: float, target: float | None = None) -> floa
         time.sleep(0.2)
 
 
-def _poll_consistent(
+def _read_together(
     reads: tuple[Any, Any, Any], at_least: float, timeout: float
-) -> tuple[float, float, float]:
-    """(first stage, middle, last) of a pipeline's counters, read last stage first until all equal and
-    at least ``at_least``; the last reading when that does not happen within ``timeout``."""
+) -> tuple[float, float, float] | None:
+    """(first stage, middle, last) of a pipeline's counters at a moment with nothing in flight, or None.
+
+    ``reads`` are given last stage first and read in that order until one reading has all three
+    equal and at least ``at_least``; where spans never stop flowing (tail sampling holds them for
+    seconds) that moment may not come within ``timeout``.
+    """
     deadline = time.monotonic() + timeout
-    last, middle, first = (-1.0, -1.0, -1.0)
-    while True:
+    while time.monotonic() < deadline:
         with contextlib.suppress(OSError, RuntimeError, ValueError):
             last, middle, first = (float(read()) for read in reads)
-        if first == middle == last and first >= at_least:
-            return first, middle, last
-        if time.monotonic() >= deadline:
-            return max(first, 0.0), max(middle, 0.0), max(last, 0.0)
+            if first == middle == last and first >= at_least:
+                return first, middle, last
         time.sleep(0.05)
+    return None
 
 
 def _pairs(values: dict[str, float], order: tuple[str, ...] = ()) -> str:
@@ -220,11 +222,14 @@ def render(
                 exporter="otlp_grpc/signoz",
             )
 
-        # The bot keeps trading while this is read, so the three counters are read together (last
-        # stage first) until one reading has them equal: a moment with nothing in flight.
-        exported, accepted, sent = _poll_consistent(
-            (sent_spans, accepted_spans, sdk_exported), exported, 10.0
-        )
+        # The bot keeps trading while this is read: the three counters are read together (last
+        # stage first) until one reading has them equal, a moment with nothing in flight.
+        together = _read_together((sent_spans, accepted_spans, sdk_exported), exported, 3.0)
+        if together is not None:
+            exported, accepted, sent = together
+        else:  # each stage read after the one before it, once that one's count reached it
+            accepted = _poll_stable(accepted_spans, timeout=10.0, target=exported)
+            sent = _poll_stable(sent_spans, timeout=10.0, target=accepted)
         add(
             f"traces exported: SDK {exported:g} spans (otel_sdk_processor_span_processed_total), "
             f"collector accepted {accepted:g} (otelcol_receiver_accepted_spans_total), "
