@@ -6,6 +6,9 @@ think of, and also at the scrubbed values, so scrubbing cannot "pass" by droppin
 
 from __future__ import annotations
 
+import difflib
+import re
+
 import pytest
 
 pytestmark = pytest.mark.timeout(120)
@@ -218,3 +221,77 @@ def test_metric_attributes_are_scrubbed_before_sink_and_prometheus(collector, si
         what="metric at sink",
     )
     _assert_clean(sink.raw(), "the sink (metrics)")
+
+
+#: Values with secrets of every kind the collector's value rules know, as apps put them in spans.
+PARITY_ATTRIBUTES = {
+    "url.full": BINANCE_URL,
+    "url.query": f"symbol=BTCUSDT&api_key={BINANCE_KEY}&signature={BINANCE_SIG}",
+    "http.target": f"/api/v3/order?symbol=BTCUSDT&signature={BINANCE_SIG}",
+    "bybit.query": f"category=spot&X-BAPI-SIGN={BINANCE_SIG}&api_key%5B%5D={BINANCE_KEY}&api_key[]={OKX_SIGN}",
+    "tg.url": TG_URL,
+    "tg.short": f"https://api.telegram.org/bot{SHORT_TG}/getMe",
+    "tg.bare": f"token {TG_TOKEN} rejected",
+    "db.statement": f"ALTER USER trader WITH PASSWORD '{DB_PASSWORD}'",
+    "db.connection_string": f"postgresql://trader:{DB_PASSWORD}@db:5432/trades",
+    "exception.context": f"headers={{'Authorization': 'Bearer {BEARER}', 'OK-ACCESS-SIGN': '{OKX_SIGN}'}}",
+    "request.auth": f"Authorization: Bearer {BEARER}",
+    "cookie.line": f"Cookie: {COOKIE}",
+    "okx.headers": f"OK-ACCESS-PASSPHRASE: {OKX_PASSPHRASE}",
+    "exchange.api_key": BINANCE_KEY,
+    "http.request.header.authorization": f"Bearer {BEARER}",
+    "order.symbol": "BTCUSDT",
+}
+
+
+def test_the_collector_rules_find_nothing_left_in_what_the_sdk_exports(collector, sink, otlp):
+    """Why the collector may skip its value regexes for otel-trader's spans (collector/otelcol-config.yaml).
+
+    The values as the SDK's scrubbing exports them are sent as any other sender would (no
+    otel-trader marker), so every rule of the collector runs on them: it must find nothing to
+    replace (the SDK's ``REDACTED`` rewritten to ``[REDACTED]`` is the same value) and may only
+    delete keys whose value the SDK already replaced.
+    """
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Status, StatusCode
+
+    from otel_trader.sdk.scrubbing import scrub_span
+
+    status = f"POST {TG_URL} failed: 502, Authorization: Bearer {BEARER}"
+    name = f"POST /bot{TG_TOKEN}/sendMessage"
+
+    original = ReadableSpan(name=name, attributes=PARITY_ATTRIBUTES, status=Status(StatusCode.ERROR, status))
+    scrubbed = scrub_span(original)
+    exported = dict(scrubbed.attributes)
+    assert exported != PARITY_ATTRIBUTES and not [s for s in SECRETS if s in str(exported)]
+    otlp.send_spans(
+        collector.otlp_grpc_endpoint,
+        [{"name": scrubbed.name, "attributes": exported, "status_error": scrubbed.status.description}],
+    )
+    (span,) = sink.wait_for_spans(lambda s: s["resource"].get("test.run_id") == otlp.run_id, 1)
+
+    def removed_only_markers(sent: str, arrived: str) -> bool:
+        """Whether what the collector took out of ``sent`` is REDACTED markers, separators and
+        auth scheme words (it writes ``user:pass@`` as one marker and takes ``Bearer`` too)."""
+        ops = difflib.SequenceMatcher(None, sent, arrived, autojunk=False).get_opcodes()
+        taken = [sent[i1:i2] for tag, i1, i2, _, _ in ops if tag in ("replace", "delete")]
+        return not any(re.sub(r"(?i)REDACTED|bearer|basic|digest|[^a-z0-9]", "", t) for t in taken)
+
+    assert removed_only_markers(scrubbed.name, span["name"]), span["name"]
+    assert removed_only_markers(scrubbed.status.description, span["status"]["message"]), span["status"]
+    for key, value in exported.items():
+        if key in span["attrs"]:
+            assert removed_only_markers(value, span["attrs"][key]), (key, value, span["attrs"][key])
+        else:  # deleted by its key: the SDK had replaced the whole value
+            assert value == "REDACTED", key
+    assert [k for k in exported if k not in span["attrs"]] == ["exchange.api_key", "http.request.header.authorization"]
+
+
+def test_spans_from_the_otel_trader_sdk_skip_the_value_rules_others_do_not(collector, sink, otlp):
+    marked = otlp.resource(telemetry__distro__name="otel-trader")
+    attributes = {"url.query": "symbol=BTCUSDT&api_key=REDACTED", "exchange.api_key": "REDACTED"}
+    otlp.send_spans(collector.otlp_grpc_endpoint, [{"name": "from otel-trader", "attributes": attributes}], resource=marked)
+    otlp.send_spans(collector.otlp_grpc_endpoint, [{"name": "from another SDK", "attributes": attributes}])
+    spans = {s["name"]: s for s in sink.wait_for_spans(lambda s: s["resource"].get("test.run_id") == otlp.run_id, 2)}
+    assert spans["from otel-trader"]["attrs"] == attributes  # exported by the SDK as it is
+    assert spans["from another SDK"]["attrs"] == {"url.query": "symbol=BTCUSDT&api_key=[REDACTED]"}

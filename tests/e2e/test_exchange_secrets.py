@@ -55,14 +55,14 @@ def test_no_api_key_secret_or_signature_reaches_the_sink(stack: E2EStack) -> Non
         assert key not in text, f"the API key reached the {where}"
         assert secret not in text, f"the API secret reached the {where}"
         assert not _HEX64.search(text), f"a 64-hex-digit value (a signature) reached the {where}"
-    # The values were replaced, not the data dropped (the collector writes the app's REDACTED as
-    # [REDACTED] when it scrubs again; tests/integrations/test_ccxt.py checks the process alone).
+    # The values were replaced, not the data dropped (tests/integrations/test_ccxt.py checks the
+    # process alone).
     spans = sink.spans()
     order = next(s for s in spans if s["name"] == "POST /api/v3/order" and s["resource"]["service.name"] == "e2e-bot")
     # Headers were captured (the worst case really ran); the key's header was REDACTED in the
-    # process (tests/integrations/test_ccxt.py) and the collector drops such keys altogether.
+    # process (tests/integrations/test_ccxt.py), which the collector passes on as it is.
     assert "http.request.header.content_type" in order["attrs"]
-    assert "http.request.header.x_mbx_apikey" not in order["attrs"]
+    assert order["attrs"]["http.request.header.x_mbx_apikey"] == "REDACTED"
     fetched = next(s for s in spans if s["name"] == "GET /api/v3/order" and s["resource"]["service.name"] == "e2e-bot")
     assert redacted(fetched["attrs"]["url.full"].split("?", 1)[1], "signature"), fetched["attrs"]["url.full"]
     served = [s for s in spans if s["resource"]["service.name"] == "e2e-venue" and s["name"] == "GET /api/v3/order"]
