@@ -47,6 +47,7 @@ __all__ = [
     "redact_query",
     "redact_text",
     "redact_url",
+    "rules_version",
 ]
 
 REDACTED = "REDACTED"
@@ -202,6 +203,14 @@ def add_redact_keys(keys: str | Iterable[str]) -> None:
     _stems = _STEMS + tuple(sorted({w for phrase in _user_phrases for w in phrase.split("_")}))
     _key_cache.clear()
     _redact_short.cache_clear()
+
+
+def rules_version() -> frozenset[str]:
+    """A value that is a new object whenever :func:`add_redact_keys` changed the rules.
+
+    Caches of redacted values compare it by identity and start over when it differs.
+    """
+    return _user_phrases
 
 
 # -- values inside text ------------------------------------------------------------------------

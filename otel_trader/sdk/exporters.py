@@ -180,13 +180,25 @@ class ForkSafe:
                 result = outcome
         return result
 
-    def _export_one(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+    def export_packed(self, items: Any, packer: Any, scrub: Any = None) -> Any:
+        """Export packed spans (``span_queue.export_packed``) through this process's exporter."""
+        if self._size_of is not None:
+            return NotImplemented  # batches are cut here, by estimated size of the spans
+        from otel_trader.sdk.span_queue import export_packed
+
+        return self._export_one(items, packer, scrub, export=lambda *args: export_packed(self.inner, *args))
+
+    def _export_one(
+        self, batch: Any, *args: Any, export: Callable[..., Any] | None = None, **kwargs: Any
+    ) -> Any:
         try:
-            result = self.inner.export(batch, *args, **kwargs)
+            result = (export or self.inner.export)(batch, *args, **kwargs)
         except Exception:
             if self._health is not None:
                 self._health.report(self._signal, False)
             raise
+        if result is NotImplemented:
+            return result
         if self._health is not None:
             # Span, metric and log export results are all enums with SUCCESS and FAILURE.
             self._health.report(self._signal, getattr(result, "name", None) == "SUCCESS")

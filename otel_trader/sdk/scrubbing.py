@@ -262,6 +262,12 @@ class ScrubbingSpanExporter(_Wrapper, SpanExporter):
         """Export ``spans`` through the wrapped exporter, scrubbed (span exporter protocol)."""
         return self.inner.export(self._scrub(spans), *args, **kwargs)
 
+    def export_packed(self, items: Sequence[Any], packer: Any, scrub: Any = None) -> Any:
+        """Export packed spans (``span_queue.export_packed``), scrubbed by the exporter underneath."""
+        from otel_trader.sdk.span_queue import export_packed
+
+        return export_packed(self.inner, items, packer, self._resources)
+
     def _scrub(self, spans: Sequence[Any]) -> Sequence[Any]:
         resources = self._resources
         try:

@@ -13,14 +13,20 @@ that batch, so what is logged and dropped stays the SDK's decision.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
 
+from otel_trader.redaction import redact_attribute, redact_text
 from otel_trader.sdk import gil
+from otel_trader.sdk.scrubbing import scrub_span
 from otel_trader.sdk.span_queue import _CONTEXT_AS_TUPLE
+from otel_trader.sdk.span_queue import _FIXED as _PACKED_FIXED
+
+logger = logging.getLogger("otel_trader")
 
 __all__ = ["SpanEncoder", "fast_grpc_span_exporter"]
 
@@ -46,6 +52,9 @@ _STATUS_FIELDS = {
     id(code): (b"\x7a\x02\x18" + bytes((code.value,))) if code.value else b"\x7a\x00" for code in StatusCode
 }
 _CODE_VALUES = {id(code): code.value for code in StatusCode}
+#: The same fields by the enum value, as packed spans carry them (span_queue.SpanPacker.pack).
+_KIND_FIELDS_BY_VALUE = {kind.value: _KIND_FIELDS[id(kind)] for kind in SpanKind}
+_STATUS_FIELDS_BY_VALUE = {code.value: _STATUS_FIELDS[id(code)] for code in StatusCode}
 #: Entries per cache; a cache that fills up is cleared (values with many distinct forms, such as
 #: URL paths with ids, would otherwise grow it without bound).
 _CACHE_LIMIT = 16_384
@@ -103,6 +112,11 @@ def _key_value(key: str, value: Any) -> bytes:
     return _string(b"\x0a", key) + _field(b"\x12", _any_value(value))
 
 
+def _origin(span: Any) -> tuple[Any, Any]:
+    """(resource, scope) of a ``ReadableSpan``, the pair its request groups it under."""
+    return span.resource, span.instrumentation_scope or None
+
+
 class SpanEncoder:
     """Encodes ``ReadableSpan`` batches as ``ExportTraceServiceRequest`` bytes.
 
@@ -120,6 +134,12 @@ class SpanEncoder:
         #: id(resource or scope) → (the object, its encoded message); the object is kept so the
         #: id cannot be reused by another one while the entry exists.
         self._messages: dict[int, tuple[Any, bytes]] = {}
+        #: The caches above for scrubbed spans: the encoding of what scrubbing leaves of the
+        #: attribute or name (valid while the redaction rules are those of ``_rules``).
+        self._scrubbed_strings: dict[tuple[str, str], bytes] = {}
+        self._scrubbed_scalars: dict[tuple[str, type, Any], bytes] = {}
+        self._scrubbed_names: dict[str, bytes] = {}
+        self._rules: Any = None
 
     # -- attributes --------------------------------------------------------------------------
 
@@ -281,7 +301,7 @@ class SpanEncoder:
 
     def encode(self, spans: Sequence[Any]) -> bytes:
         """The ``ExportTraceServiceRequest`` for ``spans``: grouped by resource, then scope, as the SDK does."""
-        return self._request(spans, [self._span(span) for span in spans])
+        return self._request([_origin(span) for span in spans], [self._span(span) for span in spans])
 
     def encode_requests(self, spans: Sequence[Any], limit: int) -> list[tuple[Sequence[Any], bytes]]:
         """``spans`` as consecutive chunks of at most ``limit`` encoded bytes (a span alone may pass it),
@@ -291,26 +311,137 @@ class SpanEncoder:
             encoded.append(self._span(span))
             if not index % gil.EVERY:
                 gil.pause()  # the export thread does not hold the GIL for a whole batch
+        return self._chunks(spans, [_origin(span) for span in spans], encoded, limit)
+
+    def _chunks(
+        self, items: Sequence[Any], origins: list[tuple[Any, Any]], encoded: list[bytes], limit: int
+    ) -> list[tuple[Sequence[Any], bytes]]:
         chunks: list[tuple[Sequence[Any], bytes]] = []
         start, total = 0, 0
         for index, item in enumerate(encoded):
             size = len(item) + 1  # and its field tag
             if total + size > limit and index > start:
-                chunks.append((spans[start:index], self._request(spans[start:index], encoded[start:index])))
+                chunks.append((items[start:index], self._request(origins[start:index], encoded[start:index])))
                 start, total = index, 0
             total += size
-        rest = spans[start:] if start else spans
-        chunks.append((rest, self._request(rest, encoded[start:])))
+        rest = items[start:] if start else items
+        chunks.append((rest, self._request(origins[start:], encoded[start:])))
         return chunks
 
-    def _request(self, spans: Sequence[Any], encoded: list[bytes]) -> bytes:
+    # -- packed spans ------------------------------------------------------------------------
+
+    def encode_packed_requests(
+        self, items: Sequence[Any], packer: Any, scrub: Any, limit: int
+    ) -> list[tuple[Sequence[Any], bytes]]:
+        """:meth:`encode_requests` of the spans ``packer`` (a ``SpanPacker``) packed as ``items``.
+
+        Reads the tuples themselves instead of rebuilding ``ReadableSpan`` objects first. With
+        ``scrub`` (the scrubbing exporter's resource cache) the request is that of the spans as
+        ``scrub_span`` leaves them; scrubbed attribute pairs and names are cached in encoded form
+        like the others, so a repeated value is scrubbed once. A span with events or links, or
+        an item that is not a packed tuple, goes through ``unpack``, ``scrub_span`` and
+        :meth:`_span`. The contract is :meth:`encode_requests`'s bytes for the same spans
+        (``tests/core/test_span_encoding.py``).
+        """
+        from otel_trader.redaction import rules_version
+
+        if scrub is not None and self._rules is not rules_version():
+            self._scrubbed_strings.clear()
+            self._scrubbed_scalars.clear()
+            self._scrubbed_names.clear()
+            self._rules = rules_version()
+        origins: list[tuple[Any, Any]] = []
+        encoded: list[bytes] = []
+        table = packer._origins
+        for index, item in enumerate(items, 1):
+            if type(item) is tuple and not item[17] and not item[19]:  # no events, no links
+                origin = item[11]
+                resource, scope, _ = table[origin] if type(origin) is int else origin
+                if scrub is not None:
+                    resource = scrub.get(resource)
+                origins.append((resource, scope or None))
+                encoded.append(self._packed_span(item, scrub is not None))
+            else:
+                span = packer.unpack(item)
+                if scrub is not None:
+                    span = scrub_span(span, scrub)
+                origins.append(_origin(span))
+                encoded.append(self._span(span))
+            if not index % gil.EVERY:
+                gil.pause()  # the export thread does not hold the GIL for a whole batch
+        return self._chunks(items, origins, encoded, limit)
+
+    def _packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:
+        """:meth:`_span` of the span ``item`` was packed from (no events or links), scrubbed if ``scrub``."""
+        (name, trace_id, span_id, _, state, _, _, parent_span, _, _, parent_remote, _, kind, start, end,
+         _, dropped, _, _, _, _, code, description, count) = item[:_PACKED_FIXED]  # fmt: skip
+        names = self._scrubbed_names if scrub else self._names
+        encoded_name = names.get(name)
+        if encoded_name is None:
+            encoded_name = _string(b"\x2a", redact_text(name) if scrub else name)
+            if len(names) >= _CACHE_LIMIT:
+                names.clear()
+            names[name] = encoded_name
+        parts = [_IDS(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, span_id)]
+        if state:
+            parts.append(_string(b"\x1a", state))
+        remote = False
+        if parent_remote is not None:
+            remote = parent_remote
+            parts.append(_PARENT(0x22, 0x08, parent_span))
+        parts.append(encoded_name)
+        parts.append(_KIND_FIELDS_BY_VALUE[kind])
+        if start and end:
+            parts.append(_TIMES(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _FIXED64(start))
+            if end:
+                parts.append(b"\x41" + _FIXED64(end))
+        if count:
+            strings, scalars = (
+                (self._scrubbed_strings, self._scrubbed_scalars) if scrub else (self._strings, self._scalars)
+            )
+            values = _PACKED_FIXED + count
+            for key, value in zip(item[_PACKED_FIXED:values], item[values:], strict=True):
+                kind_of = type(value)
+                if kind_of is str:
+                    encoded = strings.get((key, value))
+                    if encoded is None:
+                        clean = redact_attribute(key, value) if scrub else value
+                        encoded = self._remember(strings, (key, value), key, clean)
+                elif kind_of is bool or kind_of is int or kind_of is float:
+                    encoded = scalars.get((key, kind_of, value))
+                    if encoded is None:
+                        clean = redact_attribute(key, value) if scrub else value
+                        encoded = self._remember(scalars, (key, kind_of, value), key, clean)
+                else:
+                    payload = _key_value(key, redact_attribute(key, value) if scrub else value)
+                    encoded = _varint(len(payload)) + payload
+                parts.append(b"\x4a")
+                parts.append(encoded)
+            if dropped:
+                parts.append(b"\x50" + _varint(dropped))
+        if description:
+            if scrub:
+                description = redact_text(description)
+            parts.append(
+                _field(b"\x7a", _string(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
+            )
+        else:
+            parts.append(_STATUS_FIELDS_BY_VALUE[code])
+        parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+        payload = b"".join(parts)
+        n = len(payload)
+        return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+    def _request(self, origins: Sequence[tuple[Any, Any]], encoded: list[bytes]) -> bytes:
+        """The request of spans ``encoded`` (``_span`` each), of ``origins`` (resource, scope) each."""
         groups: dict[Any, dict[Any, list[bytes]]] = {}
         # Consecutive spans nearly always share their resource and scope objects; equal but
         # distinct objects still land in one group, as in the SDK (it hashes every span's).
         by_identity: dict[tuple[int, int], list[bytes]] = {}
-        for span, item in zip(spans, encoded, strict=True):
-            resource = span.resource
-            scope = span.instrumentation_scope or None
+        for (resource, scope), item in zip(origins, encoded, strict=True):
             key = (id(resource), id(scope))
             target = by_identity.get(key)
             if target is None:
@@ -385,6 +516,22 @@ def _exporter_class(base: type) -> type:
                 from otel_trader.sdk.exporters import span_size, split_by_size
 
                 requests = [(chunk, None) for chunk in split_by_size(spans, span_size, limit)]
+            return self._send(requests)
+
+        def export_packed(self, items: Sequence[Any], packer: Any, scrub: Any = None) -> Any:
+            """Export packed spans (``span_queue.export_packed``) encoded from the tuples."""
+            limit = self._otel_trader_limit
+            if limit is None:
+                return NotImplemented
+            try:
+                requests = self._otel_trader_encoder.encode_packed_requests(items, packer, scrub, limit)
+            except Exception:
+                logger.debug("otel-trader: packed spans encoded the SDK's way", exc_info=True)
+                return NotImplemented  # nothing was sent: the caller unpacks them
+            return self._send(requests)
+
+        def _send(self, requests: Sequence[tuple[Sequence[Any], bytes | None]]) -> Any:
+            """One request per chunk (its payload when encoded, else the SDK encodes it); a failure if any failed."""
             result = SpanExportResult.SUCCESS
             for chunk, payload in requests:
                 data: Any = chunk

@@ -35,7 +35,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from otel_trader.sdk import gil
 
-__all__ = ["CompactBatchSpanProcessor", "SpanPacker"]
+__all__ = ["CompactBatchSpanProcessor", "SpanPacker", "export_packed"]
 
 logger = logging.getLogger("otel_trader")
 
@@ -289,6 +289,20 @@ class SpanPacker:
         )
 
 
+def export_packed(exporter: Any, items: Sequence[Any], packer: SpanPacker, scrub: Any = None) -> Any:
+    """``exporter.export_packed(items, packer, scrub)`` where its class has one, else NotImplemented.
+
+    The contract of ``export_packed``: export exactly what ``export`` of ``packer.unpack`` of
+    each item would (scrubbed by ``scrub_span`` with the resource cache ``scrub``, when given),
+    or send nothing and return NotImplemented. Looked up on the class, never through a proxy's
+    ``__getattr__``: a wrapper that does not define it (a scrubbing step, say) is never skipped.
+    """
+    method = getattr(type(exporter), "export_packed", None)
+    if method is None:
+        return NotImplemented
+    return method(exporter, items, packer, scrub)
+
+
 class _Unpacking(SpanExporter):
     """Hands the wrapped exporter ``ReadableSpan`` objects rebuilt from the queued tuples."""
 
@@ -297,7 +311,14 @@ class _Unpacking(SpanExporter):
         self._packer = packer
 
     def export(self, spans: Sequence[Any]) -> Any:
-        """Export the rebuilt spans through the wrapped exporter (span exporter protocol)."""
+        """Export the rebuilt spans through the wrapped exporter (span exporter protocol).
+
+        An exporter chain that reads the tuples itself gets them as they are (see
+        :func:`export_packed`).
+        """
+        result = export_packed(self.inner, spans, self._packer)
+        if result is not NotImplemented:
+            return result
         unpack = self._packer.unpack
         spans_out = []
         for index, item in enumerate(spans, 1):

@@ -249,3 +249,135 @@ def test_the_grpc_exporter_cuts_batches_by_their_encoded_size(spans):
     for chunk, request in sent:
         assert request == encode_spans(chunk)
         assert request.ByteSize() <= 500_000 + 100
+
+
+BEARER = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2ln"
+
+
+def secret_spans() -> list[ReadableSpan]:
+    """Spans carrying secrets where scrubbing looks: name, attributes, status, resource."""
+    collect = Collect()
+    resource = Resource({"service.name": "bot", "bot.telegram_url": "https://api.telegram.org/bot123456:AAH" + "x" * 32})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(collect))
+    tracer = provider.get_tracer("otel_trader.http")
+    for i in range(3):
+        attributes = {
+            "url.query": f"symbol=BTCUSDT&api_key=AKsecret{i}&signature=deadbeef{i}",
+            "exchange.api_key": "AKplain",
+            "exchange.api_secret": 12345,  # a sensitive key's value is REDACTED whatever its type
+            "http.request.header.authorization": (BEARER,),
+            "order.qty": 2,
+            "db.statement": "ALTER USER trader WITH PASSWORD 'pg-s3cr3t'",
+        }
+        with tracer.start_as_current_span(f"POST /bot123456:AAH{'y' * 32}/send", attributes=attributes) as span:
+            span.set_status(Status(StatusCode.ERROR, f"failed with {BEARER}"))
+    with tracer.start_as_current_span("clean", attributes={"s": "v"}):
+        pass
+    return collect.spans
+
+
+@pytest.mark.parametrize("scrubbed", [False, True], ids=["as is", "scrubbed"])
+@pytest.mark.parametrize("limit", [2 * 1024 * 1024, 700], ids=["one request", "cut by size"])
+def test_packed_spans_encode_to_the_requests_of_the_spans_they_were_packed_from(spans, scrubbed, limit):
+    from otel_trader.sdk.scrubbing import _ResourceCache, scrub_span
+
+    batch = [*spans, *secret_spans()]
+    packer = SpanPacker()
+    items = [packer.pack(span) for span in batch]
+    items.append(batch[0])  # an item the queue kept unpacked (another span implementation)
+    rebuilt = [packer.unpack(item) for item in items]
+    reference_spans = [scrub_span(s, _ResourceCache()) for s in rebuilt] if scrubbed else rebuilt
+    reference = SpanEncoder().encode_requests(reference_spans, limit)
+    encoder = SpanEncoder()
+    for _ in range(2):  # and again from its caches
+        ours = encoder.encode_packed_requests(items, packer, _ResourceCache() if scrubbed else None, limit)
+        assert [payload for _, payload in ours] == [payload for _, payload in reference]
+        assert [list(chunk) for chunk, _ in ours] == [items[i : i + len(c)] for i, c in _starts(reference)]
+    assert (len(ours) == 1) if limit > 10_000 else (len(ours) > 3)
+    request = b"".join(payload for _, payload in ours)
+    secrets = [b"AKsecret", b"AKplain", b"deadbeef", b"pg-s3cr3t", b"eyJhbGci", b"AAHyyy", b"AAHxxx"]
+    leaked = [s for s in secrets if s in request]
+    assert leaked == ([] if scrubbed else secrets)
+    if scrubbed:  # the SDK's own encoder agrees on what the scrubbed spans are
+        whole = encoder.encode_packed_requests(items, packer, _ResourceCache(), 2 * 1024 * 1024)
+        assert ExportTraceServiceRequest.FromString(whole[0][1]) == encode_spans(reference_spans)
+
+
+def _starts(chunks: list[tuple[Any, bytes]]) -> list[tuple[int, Any]]:
+    out, start = [], 0
+    for chunk, _ in chunks:
+        out.append((start, chunk))
+        start += len(chunk)
+    return out
+
+
+def test_packed_scrubbing_follows_keys_added_after_values_were_cached(monkeypatch):
+    from otel_trader import redaction
+    from otel_trader.sdk.scrubbing import _ResourceCache
+
+    monkeypatch.setattr(redaction, "_user_phrases", frozenset())
+    monkeypatch.setattr(redaction, "_stems", redaction._stems)
+    monkeypatch.setattr(redaction, "_key_cache", {})
+    collect = Collect()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(collect))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"desk_pin": "4321"}):
+        pass
+    packer = SpanPacker()
+    item = packer.pack(collect.spans[0])
+    encoder = SpanEncoder()
+    assert b"4321" in encoder.encode_packed_requests([item], packer, _ResourceCache(), 10**6)[0][1]
+    redaction.add_redact_keys("desk-pin")
+    try:
+        assert b"4321" not in encoder.encode_packed_requests([item], packer, _ResourceCache(), 10**6)[0][1]
+    finally:
+        redaction._redact_short.cache_clear()
+
+
+class Proxy(SpanExporter):
+    """A wrapper of another exporter that does not know packed spans (it proxies everything else)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: list[Any] = []
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.seen.extend(spans)
+        return self.inner.export(spans)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["product chain", "unknown wrapper inside"])
+def test_the_export_chain_sends_packed_spans_scrubbed_or_unpacks_them_for_a_wrapper_that_does_not_know_them(proxied):
+    from otel_trader.sdk.exporters import ForkSafe
+    from otel_trader.sdk.scrubbing import ScrubbingSpanExporter, scrub_span
+
+    grpc_exporter = fast_grpc_span_exporter(endpoint="127.0.0.1:9", insecure=True, max_request_bytes=2 * 1024 * 1024)
+    sent: list[Any] = []
+
+    def attempt(data: Any) -> Any:
+        sent.append((data, grpc_exporter._translate_data(data)))
+        return SpanExportResult.SUCCESS
+
+    grpc_exporter._export = attempt
+    proxy = Proxy(grpc_exporter)
+    chain = ScrubbingSpanExporter(ForkSafe(lambda: proxy if proxied else grpc_exporter, None, "spans"))
+    processor = CompactBatchSpanProcessor(chain, schedule_delay_millis=60_000, max_export_batch_size=512)
+    originals = secret_spans()
+    for span in originals:
+        processor.on_end(span)
+    try:
+        assert processor.force_flush(10_000)
+    finally:
+        processor.shutdown()
+    ((data, request),) = sent
+    assert request == encode_spans([scrub_span(s) for s in originals])
+    assert "AKsecret" not in str(request) and "REDACTED" in str(request)
+    if proxied:  # the wrapper saw the spans, rebuilt and scrubbed, as exporters always do
+        assert [s.name for s in proxy.seen] == [scrub_span(s).name for s in originals]
+        assert all(isinstance(s, ReadableSpan) for s in data)
+    else:  # the tuples themselves were encoded
+        assert all(type(item) is tuple for item in data)
