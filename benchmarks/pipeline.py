@@ -349,7 +349,7 @@ class Bench:
             [["spans", str(per), str(self.seconds)] for _ in range(procs)], bsp, "bench-spans", tree
         )
         delta, delivered, drain = self._settle("spans", before, "spans")
-        setting = ",".join(f"{k.removeprefix('OTEL_BSP_').lower()}={v}" for k, v in bsp.items()) or "SDK defaults"
+        setting = ",".join(f"{k.removeprefix('OTEL_BSP_').lower()}={v}" for k, v in bsp.items()) or "defaults"
         if tree != ROOT:
             setting += f", before ({tree})"
         return Row(
@@ -401,8 +401,7 @@ def main() -> int:
     parser.add_argument("--procs", default="1,2,4", help="producer process counts for spans, comma list")
     parser.add_argument("--bsp", action="append", default=[],
                         help="BatchSpanProcessor setting set, e.g. 'MAX_QUEUE_SIZE=16384,MAX_EXPORT_BATCH_SIZE=1024' "
-                             "(repeatable; default: the SDK defaults only; a larger queue/batch was measured not to "
-                             "raise the 0-drop rate)")
+                             "(repeatable; default: otel-trader's defaults only)")
     parser.add_argument("--metric-series", default="10000,30000,60000", help="series per producer, comma list")
     parser.add_argument("--metric-procs", default="1,2", help="producer processes for metrics, comma list")
     parser.add_argument("--json", type=Path, help="also write the rows here")

@@ -392,11 +392,11 @@ class TelemetryConfig(EnvSettings):
         description="Milliseconds between span batch exports.",
     )
     bsp_max_queue_size: int = Field(
-        2048,
+        8192,
         ge=1,
         le=1000000,
         validation_alias=_env("OTEL_BSP_MAX_QUEUE_SIZE"),
-        description="Spans buffered for export; beyond it new ones are dropped and counted.",
+        description="Spans buffered for export; beyond it new ones are dropped and counted. The SDK's default is 2048: queued spans here are compact tuples (≈ 0.6–1.6 KB each), and at high rates the queue holds what arrives while the export thread waits for the GIL (one process at 25k spans/s dropped 2% with 2048, none with 8192).",
     )
     bsp_max_export_batch_size: int = Field(
         512,

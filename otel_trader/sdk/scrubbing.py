@@ -272,10 +272,10 @@ class ScrubbingSpanExporter(_Wrapper, SpanExporter):
         resources = self._resources
         try:
             scrubbed = []
-            for index, span in enumerate(spans, 1):
+            step = gil.pacer().step
+            for span in spans:
                 scrubbed.append(scrub_span(span, resources))
-                if not index % gil.EVERY:
-                    gil.pause()  # the export thread does not hold the GIL for a whole batch
+                step()  # the export thread does not hold the GIL for a whole batch
             return scrubbed
         except Exception:
             # A span the scrubber cannot read must not reach the exporter unscrubbed.

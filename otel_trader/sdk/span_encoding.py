@@ -307,10 +307,10 @@ class SpanEncoder:
         """``spans`` as consecutive chunks of at most ``limit`` encoded bytes (a span alone may pass it),
         each with its request."""
         encoded = []
-        for index, span in enumerate(spans, 1):
+        step = gil.pacer().step
+        for span in spans:
             encoded.append(self._span(span))
-            if not index % gil.EVERY:
-                gil.pause()  # the export thread does not hold the GIL for a whole batch
+            step()  # the export thread does not hold the GIL for a whole batch
         return self._chunks(spans, [_origin(span) for span in spans], encoded, limit)
 
     def _chunks(
@@ -353,7 +353,8 @@ class SpanEncoder:
         origins: list[tuple[Any, Any]] = []
         encoded: list[bytes] = []
         table = packer._origins
-        for index, item in enumerate(items, 1):
+        step = gil.pacer().step
+        for item in items:
             if type(item) is tuple and not item[17] and not item[19]:  # no events, no links
                 origin = item[11]
                 resource, scope, _ = table[origin] if type(origin) is int else origin
@@ -367,8 +368,7 @@ class SpanEncoder:
                     span = scrub_span(span, scrub)
                 origins.append(_origin(span))
                 encoded.append(self._span(span))
-            if not index % gil.EVERY:
-                gil.pause()  # the export thread does not hold the GIL for a whole batch
+            step()  # the export thread does not hold the GIL for a whole batch
         return self._chunks(items, origins, encoded, limit)
 
     def _packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:

@@ -320,11 +320,11 @@ class _Unpacking(SpanExporter):
         if result is not NotImplemented:
             return result
         unpack = self._packer.unpack
+        step = gil.pacer().step
         spans_out = []
-        for index, item in enumerate(spans, 1):
+        for item in spans:
             spans_out.append(unpack(item))
-            if not index % gil.EVERY:
-                gil.pause()  # the export thread does not hold the GIL for a whole batch
+            step()  # the export thread does not hold the GIL for a whole batch
         return self.inner.export(spans_out)
 
     def shutdown(self) -> None:

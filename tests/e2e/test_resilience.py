@@ -202,8 +202,8 @@ def test_collector_killed_and_restarted_mid_load(stack: E2EStack, tmp_path: Path
     assert crash_p99 <= allowed, report
     assert _p(pooled["C"], 0.5) <= 1.10 * _p(pooled["H"], 0.5), report
     assert max(pooled["C"]) < 250, report
-    # Bounded memory: the SDK's span queue is capped (2048 spans) and the exporter keeps no
-    # backlog of its own; 20 MiB is far above what a full queue plus gRPC buffers take.
+    # Bounded memory: the span queue is capped (8192 compact spans, ≈ 1 KB each) and the exporter
+    # keeps no backlog of its own; 20 MiB is above what a full queue plus gRPC buffers take.
     assert rss_after - rss_before < 20 * 1024, report
 
     # Export resumes: a request after the last restart reaches the sink.
