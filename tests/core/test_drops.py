@@ -47,7 +47,9 @@ def sample_values(text: str, family: str, **labels: str) -> list[float]:
 
 
 @pytest.mark.timeout(30)
-def test_queue_full_drops_are_counted(reset_otel: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queue_full_drops_are_counted(
+    reset_otel: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # Only the queue size: otel-trader must cap the export batch (512 by default) at the queue
     # size itself, or the SDK's BatchSpanProcessor refuses to start.
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(QUEUE))
@@ -71,6 +73,9 @@ def test_queue_full_drops_are_counted(reset_otel: None, monkeypatch: pytest.Monk
         # Every span is either with the exporter, still queued, or dropped, and the count is exact.
         assert taken == QUEUE and queued == QUEUE
         assert dropped == SPANS - taken - queued == 84
+        # One warning (at the first drop, with its count), not one per dropped span on the request path.
+        full = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage().lower()]
+        assert len(full) == 1 and "span export queue full, 1 spans dropped" in full[0], full
     finally:
         exporter.release.set()
         manager.shutdown(timeout=5)
