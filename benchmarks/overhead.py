@@ -11,7 +11,9 @@ bare must come out 1.00 within its own spread, or the run is too noisy to trust.
 Each slice ends with a young-generation collection inside its timing, so every variant pays
 for the garbage it makes instead of leaving it to whichever variant runs next.
 
-Exporters are no-ops (the request-path cost, not network I/O); the otel_trader and contrib
+Span exporters encode every batch as the real OTLP/gRPC exporters do (otel_trader's from its
+queued tuples, contrib's with the SDK's encoder) and send nothing: the export thread shares the
+GIL with the requests, network I/O is left out. The otel_trader and contrib
 variants have two metric readers (periodic OTLP-style + Prometheus), as a deployment does.
 OpenTelemetry's global providers are otel_trader's; FastAPI's native telemetry, which switches
 itself on for every app once they exist, is switched off in the apps that are not meant to use
@@ -50,7 +52,11 @@ VARIANTS = {
 }
 
 
-def _noop_exporters() -> tuple[Any, Any]:
+def _noop_exporters(sdk_encoding: bool = False) -> tuple[Any, Any]:
+    """A span exporter that encodes each batch as the real OTLP/gRPC one does and sends nothing
+    (otel_trader's: from the queued tuples; ``sdk_encoding``: the SDK's ``encode_spans``), and a
+    periodic metric reader whose exporter does nothing."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.metrics.export import (
         MetricExporter,
         MetricExportResult,
@@ -58,8 +64,24 @@ def _noop_exporters() -> tuple[Any, Any]:
     )
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+    from otel_trader.sdk.exporters import MAX_REQUEST_BYTES
+    from otel_trader.sdk.span_encoding import SpanEncoder
+
     class Spans(SpanExporter):
+        def __init__(self) -> None:
+            self.encoder = SpanEncoder()
+
         def export(self, spans: Any) -> SpanExportResult:
+            if sdk_encoding:
+                encode_spans(spans).SerializeToString()
+            else:
+                self.encoder.encode_requests(spans, MAX_REQUEST_BYTES)
+            return SpanExportResult.SUCCESS
+
+        def export_packed(self, items: Any, packer: Any, scrub: Any = None) -> Any:
+            if sdk_encoding:
+                return NotImplemented
+            self.encoder.encode_packed_requests(items, packer, scrub, MAX_REQUEST_BYTES)
             return SpanExportResult.SUCCESS
 
     class Metrics(MetricExporter):
@@ -140,7 +162,7 @@ def build_apps(variants: list[str]) -> dict[str, Any]:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from prometheus_client import CollectorRegistry
 
-            contrib_spans, contrib_reader = _noop_exporters()
+            contrib_spans, contrib_reader = _noop_exporters(sdk_encoding=True)
             tracer_provider = TracerProvider()
             tracer_provider.add_span_processor(BatchSpanProcessor(contrib_spans))
             meter_provider = MeterProvider(

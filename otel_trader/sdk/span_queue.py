@@ -115,7 +115,8 @@ class SpanPacker:
 
     def __init__(self) -> None:
         self._origin_index: dict[tuple[int, int, int], int] = {}
-        self._by_scope: dict[int, tuple[Any, Any, int]] = {}
+        #: id(scope) → (resource, scope, info, what a packed span holds): the last seen per scope.
+        self._by_scope: dict[int, tuple[Any, Any, Any, Any]] = {}
         self._origins: list[tuple[Any, Any, Any]] = []
         self._flags: dict[int, TraceFlags] = {}
         self._states: dict[tuple[tuple[str, str], ...], TraceState] = {}
@@ -131,8 +132,9 @@ class SpanPacker:
             self._origins.append((resource, scope, info))
             index = self._origin_index[key] = len(self._origins) - 1
         origin = (resource, scope, index)
-        if info is None:  # the last pair seen per scope, found again without building a key
-            self._by_scope[id(scope)] = origin
+        # The last triple seen per scope, found again without building a key. The scope (and
+        # the SDK's deprecated InstrumentationInfo beside it) lives as long as its tracer.
+        self._by_scope[id(scope)] = (resource, scope, info, index)
         return origin
 
     def pack(self, span: Any) -> tuple[Any, ...]:
@@ -157,9 +159,12 @@ class SpanPacker:
         links = span._links
         status = span._status
         scope = span._instrumentation_scope
-        origin = self._by_scope.get(id(scope))
-        if origin is None or origin[0] is not span._resource or origin[1] is not scope:
-            origin = self._origin(span._resource, scope, span._instrumentation_info)
+        last = self._by_scope.get(id(scope))
+        info = span._instrumentation_info
+        if last is not None and last[0] is span._resource and last[1] is scope and last[2] is info:
+            packed_origin = last[3]
+        else:
+            packed_origin = self._origin(span._resource, scope, info)[2]
         if parent is None:
             parent_fields: tuple[Any, ...] = (None, None, None, None, None)
         else:
@@ -179,7 +184,7 @@ class SpanPacker:
             None if state is DEFAULT_TRACE_STATE or not state else state.to_header(),
             is_remote,
             *parent_fields,
-            origin[2],
+            packed_origin,
             _KIND_VALUES[id(span._kind)],
             span._start_time,
             span._end_time,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from time import perf_counter
@@ -20,13 +20,13 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_trader.redaction import redact_query
 from otel_trader.sdk.span_fastpath import DirectAttributes
 from otel_trader.sdk.span_helpers import mark_error
 from otel_trader.web.error_hooks import ErrorHook, ErrorHooks
+from otel_trader.web.propagation import ASGI_HEADERS, DEFAULT_PROPAGATION_HEADERS, Extraction
 from otel_trader.web.red_metrics import red_recorder
 
 __all__ = [
@@ -60,28 +60,6 @@ class RequestInfo:
     status: int
     client: str | None
     trace_id: str | None
-
-
-#: Called on the request path with the exception and its request; must only enqueue work.
-
-
-class _AsgiHeaderGetter(Getter[Sequence[tuple[bytes, bytes]]]):
-    """Reads propagation headers straight from the ASGI header list (no Headers object)."""
-
-    def get(self, carrier: Sequence[tuple[bytes, bytes]], key: str) -> list[str] | None:
-        wanted = key.lower().encode("latin-1")
-        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
-        if not values:
-            return None
-        if wanted == b"baggage":
-            return [",".join(values)]
-        return values
-
-    def keys(self, carrier: Sequence[tuple[bytes, bytes]]) -> list[str]:
-        return [k.decode("latin-1") for k, _ in carrier]
-
-
-_GETTER = _AsgiHeaderGetter()
 
 
 def route_template(scope: dict[str, Any], root_path: str = "") -> str:
@@ -269,6 +247,7 @@ class MonitoringMiddleware:
         self._tracer = spans.get_tracer("otel_trader.http", schema_url=_SCHEMA_URL)
         #: Writes the server span's attributes without the SDK's per-value checks when it may.
         self._direct = DirectAttributes(spans)
+        self._extraction = Extraction()
         #: Records both instruments per request: in place for an SDK provider (see red_metrics).
         self._recorder = red_recorder(provider, self._requests, self._duration, status_label)
 
@@ -281,12 +260,22 @@ class MonitoringMiddleware:
 
     def _start_span(self, scope: dict[str, Any], method: str) -> tuple[Any, object]:
         headers = scope.get("headers") or ()
-        parent = propagate.extract(headers, getter=_GETTER)
+        host = None
+        propagated = False
+        for name, value in headers:
+            if name == b"host":
+                if host is None:
+                    host = value
+            elif name in DEFAULT_PROPAGATION_HEADERS:
+                propagated = True
+        if propagated or not self._extraction.default_propagators():
+            parent = propagate.extract(headers, getter=ASGI_HEADERS)
+        else:
+            parent = otel_context.Context()
         scheme = scope.get("scheme", "http")
         attributes: dict[str, Any] = {"url.scheme": scheme, "http.request.method": method}
         if scope.get("http_version"):
             attributes["network.protocol.version"] = scope["http_version"]
-        host = next((v for k, v in headers if k == b"host"), None)
         if host is not None:
             address, port = _split_host(host.decode("latin-1"))
             attributes["server.address"] = address

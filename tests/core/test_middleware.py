@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -191,6 +192,78 @@ def test_incoming_traceparent_is_continued(telemetry, app):
     assert format(span.context.trace_id, "032x") == trace_id
     assert format(span.parent.span_id, "016x") == parent_id
     assert span.parent.is_remote
+
+
+@pytest.mark.parametrize("order", ["default", "baggage first", "custom header"])
+def test_propagators_are_asked_unless_their_answer_is_known(telemetry, app, order):
+    """Without propagation headers the default propagators are skipped (their answer is an empty
+    context); any other propagator set is asked for every request, whatever the headers."""
+    from opentelemetry import baggage, propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from otel_trader.web.middleware import ASGI_HEADERS
+    from otel_trader.web.propagation import Extraction
+
+    class CustomHeader(TextMapPropagator):
+        """Continues the trace named in ``x-trace-id`` (as B3 or Jaeger propagators would)."""
+
+        def extract(self, carrier, context=None, getter=None):
+            found = (getter or ASGI_HEADERS).get(carrier, "x-trace-id")
+            if not found:
+                return context if context is not None else Context()
+            parent = SpanContext(int(found[0], 16), 0x1234, is_remote=True, trace_flags=TraceFlags(1))
+            return set_span_in_context(NonRecordingSpan(parent), context)
+
+        def inject(self, carrier, context=None, setter=None):
+            pass
+
+        @property
+        def fields(self):
+            return {"x-trace-id"}
+
+    from opentelemetry.context import Context
+
+    saved = propagate.get_global_textmap()
+    chosen = {
+        "default": saved,
+        "baggage first": CompositePropagator([W3CBaggagePropagator(), TraceContextTextMapPropagator()]),
+        "custom header": CompositePropagator([CustomHeader()]),
+    }[order]
+    propagate.set_global_textmap(chosen)
+    from otel_trader.web import middleware
+
+    asked: list[Any] = []
+    extract = middleware.propagate.extract
+
+    def counting(carrier, *args, **kwargs):
+        asked.append(dict(carrier))
+        return extract(carrier, *args, **kwargs)
+
+    try:
+        assert Extraction().default_propagators() is (order == "default")
+        for headers in ({}, {"user-agent": "wrk"}, {"baggage": "k=v"}, {"x-trace-id": "ab" * 16}):
+            carrier = [(k.encode(), v.encode()) for k, v in headers.items()]
+            asked.clear()
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(middleware.propagate, "extract", counting)
+                asyncio.run(call(app, ("GET", "/api/items/1"), headers=headers))
+            assert len(asked) == (1 if order != "default" or "baggage" in headers else 0), (order, headers)
+            (span,) = telemetry.finished_spans()
+            telemetry.spans.clear()
+            expected = trace.get_current_span(propagate.extract(carrier, getter=ASGI_HEADERS)).get_span_context()
+            if expected.is_valid:
+                assert (span.context.trace_id, span.parent.span_id) == (expected.trace_id, expected.span_id)
+            else:
+                assert span.parent is None, headers
+            if "x-trace-id" in headers:
+                assert (span.parent is not None) is (order == "custom header")
+        assert baggage.get_all() == {}  # nothing of a request's baggage leaked into the test's context
+    finally:
+        propagate.set_global_textmap(saved)
 
 
 def test_unhandled_exception_is_500_marked_and_handed_to_hooks(telemetry, app):
