@@ -48,6 +48,45 @@ def test_spans_reach_sink_with_resource_attributes(collector, sink, otlp):
     assert res["deployment.environment.name"] == "ci-test"
 
 
+def test_requests_over_the_backend_message_limit_are_cut_before_they_are_sent(collector, sink, otlp):
+    """Three 2 MB requests arrive at once and the batch processor makes one 6 MB batch of them;
+    the sink (like SigNoz, a gRPC server) refuses messages over 4 MiB, so the exporter must cut it."""
+    import threading
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    made = InMemorySpanExporter()
+    provider = TracerProvider(resource=otlp.resource())
+    provider.add_span_processor(SimpleSpanProcessor(made))
+    tracer = provider.get_tracer("tests.collector")
+    for i in range(60):
+        with tracer.start_as_current_span(f"big-{i}", attributes={"blob": f"{i:03d}" + "x" * 100_000}):
+            pass
+    spans = list(made.get_finished_spans())
+    exporters = [OTLPSpanExporter(endpoint=collector.otlp_grpc_endpoint, insecure=True, timeout=10) for _ in range(3)]
+    start = threading.Barrier(3)
+    results: list[object] = []
+
+    def send(k: int) -> None:
+        start.wait()
+        results.append(exporters[k].export(spans[k * 20 : (k + 1) * 20]))
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for exporter in exporters:
+        exporter.shutdown()
+    assert results == [SpanExportResult.SUCCESS] * 3  # each request was under the receiver's limit
+    arrived = sink.wait_for_spans(_mine(otlp), 60, timeout=30)
+    assert sorted(s["name"] for s in arrived) == sorted(f"big-{i}" for i in range(60))
+    assert collector.self_metric("otelcol_exporter_send_failed_spans_total") == 0
+
+
 @pytest.mark.parametrize(
     "app_attrs, expected",
     [
