@@ -58,6 +58,10 @@ _STATUS_FIELDS_BY_VALUE = {code.value: _STATUS_FIELDS[id(code)] for code in Stat
 #: Entries per cache; a cache that fills up is cleared (values with many distinct forms, such as
 #: URL paths with ids, would otherwise grow it without bound).
 _CACHE_LIMIT = 16_384
+#: Longest encoded attribute pair kept in a cache: with values up to the attribute length limit
+#: (4096 characters, or what OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT allows) a full cache could
+#: otherwise hold hundreds of megabytes.
+_CACHED_PAIR_BYTES = 512
 
 
 def _varint(n: int) -> bytes:
@@ -171,6 +175,8 @@ class SpanEncoder:
     def _remember(cache: dict[Any, bytes], cache_key: Any, key: str, value: Any) -> bytes:
         payload = _key_value(key, value)
         encoded = _varint(len(payload)) + payload
+        if len(payload) > _CACHED_PAIR_BYTES:
+            return encoded  # long values (URLs with ids, statements) rarely repeat: not kept
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[cache_key] = encoded
@@ -493,16 +499,41 @@ def _exporter_class(base: type) -> type:
     cls = _classes.get(base)
     if cls is not None:
         return cls
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    parse = ExportTraceServiceRequest.FromString
+    service = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
+    export_path = f"/{service.full_name}/{service.methods_by_name['Export'].name}"
+    parse_response = trace_service_pb2.ExportTraceServiceResponse.FromString
+
+    class EncodedRequestStub:
+        """``TraceServiceStub`` whose ``Export`` sends a request already serialized (bytes).
+
+        The SDK's stub serializes the message it is given; the request is built as bytes
+        here, so parsing it into a message only for gRPC to serialize it again is skipped.
+        """
+
+        def __init__(self, channel: Any) -> None:
+            self.Export = channel.unary_unary(
+                export_path, request_serializer=None, response_deserializer=parse_response
+            )
 
     class FastOTLPSpanExporter(base):  # type: ignore[valid-type, misc]
-        """``_translate_data`` is where the SDK's gRPC exporter builds the request of one attempt."""
+        """``_translate_data`` is where the SDK's gRPC exporter builds the request of one attempt.
+
+        Its channel's stub is :class:`EncodedRequestStub`, set again whenever the SDK re-creates
+        the channel (``_initialize_channel_and_stub`` uses ``self._stub``), so ``_translate_data``
+        returns the serialized request.
+        """
 
         _otel_trader_encoder = SpanEncoder()
         _otel_trader_limit: int | None = None
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._stub = EncodedRequestStub
+            if self._channel is not None:
+                self._client = EncodedRequestStub(self._channel)
 
         def export(self, spans: Sequence[Any]) -> Any:
             limit = self._otel_trader_limit
@@ -544,13 +575,13 @@ def _exporter_class(base: type) -> type:
             return result
 
         def _translate_data(self, data: Sequence[Any]) -> Any:
+            """The serialized ``ExportTraceServiceRequest`` of ``data`` (see the class docstring)."""
             if type(data) is _Encoded:
-                return parse(data.payload)
+                return data.payload
             try:
-                payload = self._otel_trader_encoder.encode(data)
+                return self._otel_trader_encoder.encode(data)
             except Exception:
-                return super()._translate_data(data)
-            return parse(payload)
+                return super()._translate_data(data).SerializeToString()
 
     _classes[base] = FastOTLPSpanExporter
     return FastOTLPSpanExporter

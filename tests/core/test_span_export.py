@@ -123,7 +123,7 @@ def test_values_the_sdk_refuses_to_encode_make_the_exporter_use_the_sdk_encoder(
         SpanEncoder().encode([odd])
     exporter = fast_grpc_span_exporter(endpoint="127.0.0.1:9", insecure=True)
     try:
-        request = exporter._translate_data([odd])
+        request = ExportTraceServiceRequest.FromString(exporter._translate_data([odd]))
     finally:
         exporter.shutdown()
     assert request == encode_spans([odd])  # the SDK drops the key and logs it, as before
@@ -236,7 +236,7 @@ def test_the_grpc_exporter_cuts_batches_by_their_encoded_size(spans):
     outcomes = iter([SpanExportResult.SUCCESS, SpanExportResult.FAILURE])
 
     def attempt(data: Any) -> Any:
-        sent.append((list(data), exporter._translate_data(data)))
+        sent.append((list(data), ExportTraceServiceRequest.FromString(exporter._translate_data(data))))
         return next(outcomes, SpanExportResult.SUCCESS)
 
     exporter._export = attempt
@@ -359,7 +359,7 @@ def test_the_export_chain_sends_packed_spans_scrubbed_or_unpacks_them_for_a_wrap
     sent: list[Any] = []
 
     def attempt(data: Any) -> Any:
-        sent.append((data, grpc_exporter._translate_data(data)))
+        sent.append((data, ExportTraceServiceRequest.FromString(grpc_exporter._translate_data(data))))
         return SpanExportResult.SUCCESS
 
     grpc_exporter._export = attempt
@@ -381,3 +381,68 @@ def test_the_export_chain_sends_packed_spans_scrubbed_or_unpacks_them_for_a_wrap
         assert all(isinstance(s, ReadableSpan) for s in data)
     else:  # the tuples themselves were encoded
         assert all(type(item) is tuple for item in data)
+
+
+def test_the_serialized_request_reaches_a_grpc_server_also_after_the_channel_is_re_created(spans):
+    """The exporter's stub sends bytes; the SDK re-creates channel and stub on UNAVAILABLE."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    from tests.support import free_port
+
+    received: list[Any] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    port = free_port()
+
+    def serve() -> Any:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        return server
+
+    exporter = fast_grpc_span_exporter(
+        endpoint=f"127.0.0.1:{port}", insecure=True, timeout=10, max_request_bytes=2 * 1024 * 1024
+    )
+    packer = SpanPacker()
+    items = [packer.pack(span) for span in spans]
+    server = serve()
+    try:
+        assert exporter.export_packed(items, packer) is SpanExportResult.SUCCESS
+        server.stop(0).wait()
+        server = serve()  # a restarted collector: the first attempt fails UNAVAILABLE, the retry goes through
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        exporter._initialize_channel_and_stub()  # what the SDK does after an UNAVAILABLE error
+        assert type(exporter._client).__name__ == "EncodedRequestStub"
+        assert exporter.export(spans[:3]) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+        server.stop(0)
+    assert received[0] == encode_spans(spans) == received[1]
+    assert received[2] == encode_spans(spans[:3])
+
+
+def test_long_attribute_values_are_encoded_but_not_kept_in_the_caches():
+    from otel_trader.sdk.scrubbing import _ResourceCache
+
+    collect = Collect()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(collect))
+    with provider.get_tracer("t").start_as_current_span("op", attributes={"url.path": "/x/" + "y" * 2000, "side": "buy"}):
+        pass
+    (span,) = collect.spans
+    packer = SpanPacker()
+    encoder = SpanEncoder()
+    for _ in range(2):
+        (_, payload), = encoder.encode_packed_requests([packer.pack(span)], packer, _ResourceCache(), 10**6)
+        assert ExportTraceServiceRequest.FromString(payload) == encode_spans([span])
+        assert encoder.encode([span]) == payload
+    kept = [value for cache in (encoder._strings, encoder._scrubbed_strings) for (_, value) in cache]
+    assert kept.count("buy") == 2 and not [v for v in kept if v.startswith("/x/")]
