@@ -5,7 +5,7 @@ and value, and hashes the resource (a JSON dump) for every span: ≈ 26 µs per 
 attributes, on the export thread, which shares the GIL with the request path. :class:`SpanEncoder`
 writes the same message as bytes instead, keeping the encoded form of what repeats from span to
 span (attribute pairs, names, resources, scopes). The contract: the bytes parse into exactly the
-message ``encode_spans`` builds for the same spans (``tests/core/test_span_encoding.py``). Anything
+message ``encode_spans`` builds for the same spans (``tests/core/test_span_export.py``). Anything
 it does not know how to encode the same way (a value the SDK would reject, a name that is not
 valid UTF-8) makes it raise, and :class:`FastOTLPSpanExporter` then uses the SDK's encoder for
 that batch, so what is logged and dropped stays the SDK's decision.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
@@ -45,16 +45,15 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _IDS = struct.Struct(">BBQQBBQ").pack
 _PARENT = struct.Struct(">BBQ").pack
 _LOW64 = 2**64 - 1
-#: By the enum member's id (``member.value`` is a slow descriptor): the span's kind field (6),
-#: the status field (15) without a message, and the status code's number.
+#: By the enum member's id (``member.value`` is a slow descriptor): the span's kind field (6)
+#: and the status code's number; the status field (15) without a message, by that number.
 _KIND_FIELDS = {id(kind): b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
 _STATUS_FIELDS = {
-    id(code): (b"\x7a\x02\x18" + bytes((code.value,))) if code.value else b"\x7a\x00" for code in StatusCode
+    code.value: (b"\x7a\x02\x18" + bytes((code.value,))) if code.value else b"\x7a\x00" for code in StatusCode
 }
 _CODE_VALUES = {id(code): code.value for code in StatusCode}
-#: The same fields by the enum value, as packed spans carry them (span_queue.SpanPacker.pack).
+#: The kind field by the enum value, as packed spans carry it (span_queue.SpanPacker.pack).
 _KIND_FIELDS_BY_VALUE = {kind.value: _KIND_FIELDS[id(kind)] for kind in SpanKind}
-_STATUS_FIELDS_BY_VALUE = {code.value: _STATUS_FIELDS[id(code)] for code in StatusCode}
 #: Entries per cache; a cache that fills up is cleared (values with many distinct forms, such as
 #: URL paths with ids, would otherwise grow it without bound).
 _CACHE_LIMIT = 16_384
@@ -77,8 +76,7 @@ def _varint(n: int) -> bytes:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
-    n = len(payload)
-    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+    return tag + _prefixed(payload)
 
 
 def _string(tag: bytes, text: str) -> bytes:
@@ -86,6 +84,26 @@ def _string(tag: bytes, text: str) -> bytes:
     if not text:
         return b""
     return _field(tag, text.encode("utf-8"))
+
+
+def _prefixed(payload: bytes) -> bytes:
+    """``payload`` after its length: a message field's value, without the tag."""
+    n = len(payload)
+    return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _times(start: int | None, end: int | None) -> bytes:
+    """A span's start (field 7) and end (field 8) time, each omitted when unset."""
+    if start and end:
+        return _TIMES(0x39, start, 0x41, end)
+    return (b"\x39" + _FIXED64(start) if start else b"") + (b"\x41" + _FIXED64(end) if end else b"")
+
+
+def _status(code: int, description: str | None) -> bytes:
+    """A span's status (field 15) for the status code's number and its description."""
+    if not description:
+        return _STATUS_FIELDS[code]
+    return _field(b"\x7a", _string(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
 
 
 def _any_value(value: Any) -> bytes:
@@ -152,21 +170,29 @@ class SpanEncoder:
         if not attributes:
             return b""
         items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a plain dict
-        strings, scalars = self._strings, self._scalars
+        return self._pairs(tag, items.keys(), items.values(), False)
+
+    def _pairs(self, tag: bytes, keys: Iterable[str], values: Iterable[Any], scrub: bool) -> bytes:
+        """Repeated KeyValue field ``tag`` for ``keys`` and ``values``; with ``scrub``, the values
+        ``redact_attribute`` leaves (cached apart from the plain ones)."""
+        strings, scalars = (
+            (self._scrubbed_strings, self._scrubbed_scalars) if scrub else (self._strings, self._scalars)
+        )
         parts = []
-        for key, value in items.items():
+        for key, value in zip(keys, values, strict=True):
             kind = type(value)
             if kind is str:
                 encoded = strings.get((key, value))
                 if encoded is None:
-                    encoded = self._remember(strings, (key, value), key, value)
+                    clean = redact_attribute(key, value) if scrub else value
+                    encoded = self._remember(strings, (key, value), key, clean)
             elif kind is bool or kind is int or kind is float:
                 encoded = scalars.get((key, kind, value))
                 if encoded is None:
-                    encoded = self._remember(scalars, (key, kind, value), key, value)
+                    clean = redact_attribute(key, value) if scrub else value
+                    encoded = self._remember(scalars, (key, kind, value), key, clean)
             else:
-                payload = _key_value(key, value)
-                encoded = _varint(len(payload)) + payload
+                encoded = _prefixed(_key_value(key, redact_attribute(key, value) if scrub else value))
             parts.append(tag)
             parts.append(encoded)
         return b"".join(parts)
@@ -174,7 +200,7 @@ class SpanEncoder:
     @staticmethod
     def _remember(cache: dict[Any, bytes], cache_key: Any, key: str, value: Any) -> bytes:
         payload = _key_value(key, value)
-        encoded = _varint(len(payload)) + payload
+        encoded = _prefixed(payload)
         if len(payload) > _CACHED_PAIR_BYTES:
             return encoded  # long values (URLs with ids, statements) rarely repeat: not kept
         if len(cache) >= _CACHE_LIMIT:
@@ -238,14 +264,7 @@ class SpanEncoder:
             parts.append(_PARENT(0x22, 0x08, parent_span_id))
         parts.append(encoded_name)
         parts.append(_KIND_FIELDS[id(span._kind)])
-        start, end = span._start_time, span._end_time
-        if start and end:
-            parts.append(_TIMES(0x39, start, 0x41, end))
-        else:
-            if start:
-                parts.append(b"\x39" + _FIXED64(start))
-            if end:
-                parts.append(b"\x41" + _FIXED64(end))
+        parts.append(_times(span._start_time, span._end_time))
         attributes = span._attributes
         if attributes:
             parts.append(self._attributes(b"\x4a", attributes))
@@ -267,18 +286,9 @@ class SpanEncoder:
             if dropped:
                 parts.append(b"\x70" + _varint(dropped))
         status = span._status
-        description = status.description
-        if description:
-            code = _CODE_VALUES[id(status.status_code)]
-            parts.append(
-                _field(b"\x7a", _string(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
-            )
-        else:
-            parts.append(_STATUS_FIELDS[id(status.status_code)])
+        parts.append(_status(_CODE_VALUES[id(status.status_code)], status.description))
         parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
-        payload = b"".join(parts)
-        n = len(payload)
-        return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+        return _prefixed(b"".join(parts))
 
     def _event(self, event: Any) -> bytes:
         timestamp = event.timestamp
@@ -347,7 +357,7 @@ class SpanEncoder:
         like the others, so a repeated value is scrubbed once. A span with events or links, or
         an item that is not a packed tuple, goes through ``unpack``, ``scrub_span`` and
         :meth:`_span`. The contract is :meth:`encode_requests`'s bytes for the same spans
-        (``tests/core/test_span_encoding.py``).
+        (``tests/core/test_span_export.py``).
         """
         from otel_trader.redaction import rules_version
 
@@ -397,49 +407,17 @@ class SpanEncoder:
             parts.append(_PARENT(0x22, 0x08, parent_span))
         parts.append(encoded_name)
         parts.append(_KIND_FIELDS_BY_VALUE[kind])
-        if start and end:
-            parts.append(_TIMES(0x39, start, 0x41, end))
-        else:
-            if start:
-                parts.append(b"\x39" + _FIXED64(start))
-            if end:
-                parts.append(b"\x41" + _FIXED64(end))
+        parts.append(_times(start, end))
         if count:
-            strings, scalars = (
-                (self._scrubbed_strings, self._scrubbed_scalars) if scrub else (self._strings, self._scalars)
-            )
             values = _PACKED_FIXED + count
-            for key, value in zip(item[_PACKED_FIXED:values], item[values:], strict=True):
-                kind_of = type(value)
-                if kind_of is str:
-                    encoded = strings.get((key, value))
-                    if encoded is None:
-                        clean = redact_attribute(key, value) if scrub else value
-                        encoded = self._remember(strings, (key, value), key, clean)
-                elif kind_of is bool or kind_of is int or kind_of is float:
-                    encoded = scalars.get((key, kind_of, value))
-                    if encoded is None:
-                        clean = redact_attribute(key, value) if scrub else value
-                        encoded = self._remember(scalars, (key, kind_of, value), key, clean)
-                else:
-                    payload = _key_value(key, redact_attribute(key, value) if scrub else value)
-                    encoded = _varint(len(payload)) + payload
-                parts.append(b"\x4a")
-                parts.append(encoded)
+            parts.append(self._pairs(b"\x4a", item[_PACKED_FIXED:values], item[values:], scrub))
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
-        if description:
-            if scrub:
-                description = redact_text(description)
-            parts.append(
-                _field(b"\x7a", _string(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
-            )
-        else:
-            parts.append(_STATUS_FIELDS_BY_VALUE[code])
+        if description and scrub:
+            description = redact_text(description)
+        parts.append(_status(code, description))
         parts.append(_FLAGS_REMOTE if remote else _FLAGS_LOCAL)
-        payload = b"".join(parts)
-        n = len(payload)
-        return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+        return _prefixed(b"".join(parts))
 
     def _request(self, origins: Sequence[tuple[Any, Any]], encoded: list[bytes]) -> bytes:
         """The request of spans ``encoded`` (``_span`` each), of ``origins`` (resource, scope) each."""

@@ -428,9 +428,9 @@ class CompactBatchSpanProcessor(SpanProcessor):
     def _drop_oldest(self, batcher: Any, item: Any) -> None:
         """What the SDK's ``emit`` does with a full queue, without its warning for every span.
 
-        That warning goes through every logging handler on the request path (≈ 70 µs per
-        request, measured with the collector down) and floods the log; the drops are counted by
-        the SDK's metric all the same, and one warning a minute says how many there were.
+        ``emit`` builds that warning's log record on the request path for every span (its
+        duplicate filter drops the record only once it is built); the drops are counted by the
+        SDK's metric all the same, and one warning a minute says how many there were.
         """
         batcher._metrics.drop_items(1)
         batcher._queue.appendleft(item)  # a deque with maxlen: the oldest span goes, as in emit()
