@@ -175,7 +175,7 @@ class ForkSafe:
         chunks = split_by_size(batch, self._size_of, MAX_REQUEST_BYTES) if self._size_of else [batch]
         result: Any = None
         for chunk in chunks:
-            outcome = self._export_one(chunk, *args, **kwargs)
+            outcome = self._reported(lambda: self.inner.export(chunk, *args, **kwargs))  # noqa: B023 - called at once
             if result is None or getattr(outcome, "name", None) != "SUCCESS":
                 result = outcome
         return result
@@ -186,20 +186,17 @@ class ForkSafe:
             return NotImplemented  # batches are cut here, by estimated size of the spans
         from otel_trader.sdk.span_queue import export_packed
 
-        return self._export_one(items, packer, scrub, export=lambda *args: export_packed(self.inner, *args))
+        return self._reported(lambda: export_packed(self.inner, items, packer, scrub))
 
-    def _export_one(
-        self, batch: Any, *args: Any, export: Callable[..., Any] | None = None, **kwargs: Any
-    ) -> Any:
+    def _reported(self, export: Callable[[], Any]) -> Any:
+        """``export()``'s result, reported to the health tracker (NotImplemented: nothing was sent)."""
         try:
-            result = (export or self.inner.export)(batch, *args, **kwargs)
+            result = export()
         except Exception:
             if self._health is not None:
                 self._health.report(self._signal, False)
             raise
-        if result is NotImplemented:
-            return result
-        if self._health is not None:
+        if result is not NotImplemented and self._health is not None:
             # Span, metric and log export results are all enums with SUCCESS and FAILURE.
             self._health.report(self._signal, getattr(result, "name", None) == "SUCCESS")
         return result
