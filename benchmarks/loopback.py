@@ -7,7 +7,8 @@ as a deployment does. All servers are started first and stay up; each round then
 variant in turn with ``wrk -t1 -c32`` (the order rotates per round), so slow phases of a shared
 machine hit all variants alike. Ratios to bare are taken within a round, then summarised over
 rounds as median (min–max). Each window also reports the server's cyclic-GC collections and
-pauses (``gc.callbacks`` in the app).
+pauses (``gc.callbacks`` in the app), the CPU of the server's threads other than the event loop's
+(export, metric reader, gRPC) and the collector's CPU per request.
 
 Variants: ``bare``, ``full`` (otel_trader defaults: server span, RED metrics, OTLP + /metrics),
 ``metrics_only`` (server span off), ``contrib`` (FastAPIInstrumentor + SDK: batch spans, OTLP
@@ -77,6 +78,15 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(response.read())
 
 
+def proc_cpu_seconds(stat: str | Path) -> float:
+    """User + system CPU seconds from a ``/proc/<pid>/stat`` or ``/proc/<pid>/task/<tid>/stat`` file."""
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except OSError:  # a thread that ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     variant: str
@@ -103,8 +113,12 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server process so far, every thread included (Linux ``/proc``)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_seconds(f"/proc/{self.process.pid}/stat")
+
+    def thread_cpu_seconds(self) -> float:
+        """CPU time of the server's threads other than the event loop's (export, metric reader, gRPC)."""
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        return sum(proc_cpu_seconds(t / "stat") for t in tasks.iterdir() if t.name != str(self.process.pid))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -202,6 +216,9 @@ class Window:
     gc: dict[str, Any]
     cpu_us_per_request: float
     restarts: int = 0
+    #: Of that, the threads other than the event loop's; and the collector's CPU (None when it restarted).
+    threads_us_per_request: float = 0.0
+    collector_us_per_request: float | None = None
 
 
 @dataclass
@@ -232,9 +249,9 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
     print(f"\n{meta}\n")
     print(
         "| variant | req/s | × bare | p50 ms | p99 ms | p99 ÷ bare | p99.9 ms | server CPU µs/req "
-        "| gen-2 GCs per 10k req | longest gen-2 pause |"
+        "| of it, other threads | collector CPU µs/req | gen-2 GCs per 10k req | longest gen-2 pause |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ms = "{:.1f}"
     for variant, result in results.items():
         if not result.windows:
@@ -251,6 +268,8 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
             f"{'—' if is_bare else spread(ratios(results, variant, 'p99_us'), '{:.2f}')} | "
             f"{spread([v / 1e3 for v in result.values('p999_us')], ms)} | "
             f"{spread([w.cpu_us_per_request for w in result.windows])} | "
+            f"{spread([w.threads_us_per_request for w in result.windows])} | "
+            f"{spread([w.collector_us_per_request for w in result.windows if w.collector_us_per_request is not None])} | "
             f"{full_gcs / requests * 1e4:.1f} | {longest:.0f} ms |"
         )
     errors = {v: sum(w.wrk["errors"] + w.wrk["non_2xx"] for w in r.windows) for v, r in results.items()}
@@ -307,7 +326,8 @@ def main() -> int:
                 for variant in variants[shift:] + variants[:shift]:
                     server = servers[variant]
                     http_json(f"{server.url}/_bench/gc")
-                    cpu0 = server.cpu_seconds()
+                    cpu0, threads0 = server.cpu_seconds(), server.thread_cpu_seconds()
+                    collector0 = collector.process.pid, proc_cpu_seconds(f"/proc/{collector.process.pid}/stat")
                     restarts = 0
                     if variant == "full_restart":
                         with Restarter(collector, RESTART_EVERY) as restarter:
@@ -315,9 +335,16 @@ def main() -> int:
                         restarts = restarter.restarts
                     else:
                         out = run_wrk(wrk, script, f"{server.url}/orders/1", args.seconds, args.connections)
-                    cpu = (server.cpu_seconds() - cpu0) / max(1, out["requests"]) * 1e6
+                    per_request = 1e6 / max(1, out["requests"])
+                    cpu = (server.cpu_seconds() - cpu0) * per_request
+                    threads = (server.thread_cpu_seconds() - threads0) * per_request
+                    collector_cpu = None
+                    if collector.process.pid == collector0[0]:
+                        collector_cpu = (proc_cpu_seconds(f"/proc/{collector0[0]}/stat") - collector0[1]) * per_request
                     gc_stats = http_json(f"{server.url}/_bench/gc")
-                    results[variant].windows.append(Window(round_, out, gc_stats, cpu, restarts))
+                    results[variant].windows.append(
+                        Window(round_, out, gc_stats, cpu, restarts, threads, collector_cpu)
+                    )
                     print(f"  round {round_ + 1} {variant:<21} {out['rps']:8,.0f} req/s  p50 {out['p50_us'] / 1e3:5.1f} "
                           f"p99 {out['p99_us'] / 1e3:6.1f} p99.9 {out['p999_us'] / 1e3:6.1f} ms  "
                           f"CPU {cpu:4.0f} µs/req  gen-2 GCs {gc_stats['collections'][2]} "
