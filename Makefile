@@ -44,6 +44,7 @@ ci: lint test
 # µs per request of each variant against bare FastAPI, interleaved in one process.
 bench: install
 	$(PYTHON) benchmarks/overhead.py
+	$(PYTHON) benchmarks/span_start.py
 
 # Real uvicorn processes on loopback driven by wrk (system-deps installs it), exporting to our collector.
 bench-http: install system-deps collector

@@ -25,13 +25,14 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 
-__all__ = ["DirectAttributes"]
+__all__ = ["SCALAR_TYPES", "DirectAttributes", "attribute_blind_sampler"]
 
 #: Values the SDK stores as they are (it checks, and copies or converts, anything else).
-_SCALARS = frozenset({str, bool, int, float})
+SCALAR_TYPES = frozenset({str, bool, int, float})
 
 
-def _attribute_blind(sampler: Any) -> bool:
+def attribute_blind_sampler(sampler: Any) -> bool:
+    """Whether ``sampler`` decides without looking at attributes (the SDK's own samplers)."""
     from opentelemetry.sdk.trace import sampling
 
     if type(sampler) is sampling.ParentBased:
@@ -42,7 +43,7 @@ def _attribute_blind(sampler: Any) -> bool:
             "_local_parent_sampled",
             "_local_parent_not_sampled",
         )
-        return all(_attribute_blind(getattr(sampler, name, None)) for name in delegates)
+        return all(attribute_blind_sampler(getattr(sampler, name, None)) for name in delegates)
     return type(sampler) in (sampling.StaticSampler, sampling.TraceIdRatioBased)
 
 
@@ -72,7 +73,7 @@ class DirectAttributes:
             self._ok = (
                 processors is not None
                 and sampler is not None
-                and _attribute_blind(sampler)
+                and attribute_blind_sampler(sampler)
                 and all(_start_blind(p) for p in processors)
             )
             self._seen = (processors, sampler)
@@ -96,7 +97,7 @@ class DirectAttributes:
             kind = type(value)
             if key in items or (limit is not None and kind is str and len(value) > limit):
                 return False
-            if not trusted and (type(key) is not str or not key or kind not in _SCALARS):
+            if not trusted and (type(key) is not str or not key or kind not in SCALAR_TYPES):
                 return False
         items.update(attributes)
         return True

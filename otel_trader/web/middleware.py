@@ -23,6 +23,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_trader.redaction import redact_query
+from otel_trader.sdk.lean_span import LeanSpan, LeanTracer
 from otel_trader.sdk.span_fastpath import DirectAttributes
 from otel_trader.sdk.span_helpers import mark_error
 from otel_trader.web.error_hooks import ErrorHook, ErrorHooks
@@ -245,6 +246,8 @@ class MonitoringMiddleware:
         )
         spans = tracer_provider or trace.get_tracer_provider()
         self._tracer = spans.get_tracer("otel_trader.http", schema_url=_SCHEMA_URL)
+        #: Starts the server span without the SDK's per-span containers when it may.
+        self._lean = LeanTracer(self._tracer)
         #: Writes the server span's attributes without the SDK's per-value checks when it may.
         self._direct = DirectAttributes(spans)
         self._extraction = Extraction()
@@ -292,7 +295,11 @@ class MonitoringMiddleware:
             attributes["url.query"] = redact_query(query.decode("latin-1"))
         if method == "_OTHER":
             attributes["http.request.method_original"] = scope.get("method", "")
-        if self._direct.ready():
+        if self._lean.ready():
+            span = self._lean.start_span(
+                _span_base_name(method), parent, SpanKind.SERVER, attributes, trusted=True
+            )
+        elif self._direct.ready():
             span = self._tracer.start_span(_span_base_name(method), context=parent, kind=SpanKind.SERVER)
             if span.is_recording() and not self._direct.write(span, attributes):
                 span.set_attributes(attributes)
@@ -382,7 +389,9 @@ class MonitoringMiddleware:
                 span.update_name(f"{_span_base_name(method)} {route}")
             if status:
                 final["http.response.status_code"] = status
-            if final and not (self._direct.ready() and self._direct.write(span, final)):
+            if final and (
+                type(span) is LeanSpan or not (self._direct.ready() and self._direct.write(span, final))
+            ):
                 span.set_attributes(final)
             if error is None and (status >= 500 or not status):
                 span.set_attribute("error.type", str(status) if status else "incomplete_response")
