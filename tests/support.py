@@ -20,7 +20,29 @@ from typing import Any
 from otel_trader.collector.ports import free_ports
 from otel_trader.collector.process import stop_process
 
-__all__ = ["SinkReader", "free_port", "otlp_attrs", "otlp_value", "stop_process", "wait_for"]
+__all__ = ["CollectingSpanExporter", "SinkReader", "free_port", "otlp_attrs", "otlp_value", "stop_process", "wait_for"]
+
+
+class CollectingSpanExporter:
+    """A span exporter keeping every span it is given, and each batch as it came."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.batches: list[list[Any]] = []
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.batches.append(list(spans))
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here."""
+        return True
 
 
 def free_port() -> int:

@@ -300,13 +300,11 @@ class LeanTracer:
             random = parent.trace_flags.random_trace_id
             decision = None
         if decision is None:
-            # The sampler ignores attributes (ready() checked): it is not given them.
+            # ready() admits only the SDK's samplers: they ignore attributes, so they are given
+            # none, and return the ones they were given (none) for the span.
             result = sampler.should_sample(context, trace_id, name, kind, None, ())
             decision = result.decision
             trace_state = result.trace_state
-            sampler_attributes = result.attributes
-        else:
-            sampler_attributes = None
         span_context = trace.SpanContext(
             trace_id,
             ids.generate_span_id(),
@@ -337,8 +335,6 @@ class LeanTracer:
             "_lock": threading.Lock(),
             "_record_end_metrics": record_end_metrics,
         }
-        if sampler_attributes:
-            span.set_attributes(sampler_attributes)
         if attributes:
             length = limits.max_span_attribute_length
             count = limits.max_span_attributes
@@ -348,12 +344,7 @@ class LeanTracer:
                 )
             else:
                 fits = all([_storable(key, value, length) for key, value in attributes.items()])
-            if (
-                fits
-                and not sampler_attributes
-                and type(attributes) is dict
-                and (count is None or len(attributes) <= count)
-            ):
+            if fits and type(attributes) is dict and (count is None or len(attributes) <= count):
                 span._attributes = attributes
             else:
                 span.set_attributes(attributes)

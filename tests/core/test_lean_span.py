@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -46,15 +46,7 @@ from opentelemetry.trace import (
 from otel_trader.sdk.lean_span import LeanSpan, LeanTracer
 from otel_trader.sdk.span_queue import CompactBatchSpanProcessor
 from otel_trader.web.middleware import MonitoringMiddleware
-
-
-class Collect(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-
-    def export(self, spans: Any) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
+from tests.support import CollectingSpanExporter
 
 
 class CountingIds(IdGenerator):
@@ -75,7 +67,7 @@ class CountingIds(IdGenerator):
 class Setup:
     def __init__(self, sampler: Sampler | None = None, limits: SpanLimits | None = None, **kw: Any) -> None:
         self.ids = CountingIds()
-        self.exporter = Collect()
+        self.exporter = CollectingSpanExporter()
         self.processor = CompactBatchSpanProcessor(self.exporter)
         self.provider = TracerProvider(
             sampler=sampler, span_limits=limits or SpanLimits(), id_generator=self.ids, **kw
@@ -267,7 +259,7 @@ class ReadsAttributes(Sampler):
 def test_lean_spans_are_used_only_where_the_sdk_would_do_nothing_more():
     setup = Setup()
     assert setup.lean.ready()
-    setup.provider.add_span_processor(BatchSpanProcessor(Collect()))  # its on_end wants a ReadableSpan copy
+    setup.provider.add_span_processor(BatchSpanProcessor(CollectingSpanExporter()))  # its on_end wants a ReadableSpan copy
     assert not setup.lean.ready()  # re-checked when the processors change
 
     assert not LeanTracer(TracerProvider(sampler=ReadsAttributes()).get_tracer("x")).ready()

@@ -32,21 +32,11 @@ from opentelemetry.trace import (
 
 from otel_trader.sdk.span_encoding import SpanEncoder, fast_grpc_span_exporter
 from otel_trader.sdk.span_queue import CompactBatchSpanProcessor, SpanPacker
-
-
-class Collect(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-        self.batches: list[list[Any]] = []
-
-    def export(self, spans: Any) -> SpanExportResult:
-        self.batches.append(list(spans))
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
+from tests.support import CollectingSpanExporter
 
 
 def make_spans() -> list[ReadableSpan]:
-    collect = Collect()
+    collect = CollectingSpanExporter()
     limits = SpanLimits(max_span_attributes=12, max_events=2, max_links=1, max_event_attributes=1)
     resources = [
         Resource({"service.name": "bot", "n": 3, "f": 1.5, "tags": ("a", "b")}, schema_url="https://r"),
@@ -148,7 +138,7 @@ def test_packed_spans_come_back_unchanged(spans):
 
 def test_queued_spans_are_not_tracked_by_the_gc_and_export_unchanged():
     """Nothing a queued span holds stays in the GC's young generation, so none of it is ever promoted."""
-    collect = Collect()
+    collect = CollectingSpanExporter()
     processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=512)
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -171,7 +161,7 @@ def test_queued_spans_are_not_tracked_by_the_gc_and_export_unchanged():
 
 
 def test_the_compact_processor_keeps_the_sdk_processors_behaviour():
-    collect = Collect()
+    collect = CollectingSpanExporter()
     processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=10, max_queue_size=20)
     provider = TracerProvider()
     provider.add_span_processor(processor)
@@ -195,7 +185,7 @@ def test_the_compact_processor_keeps_the_sdk_processors_behaviour():
 
 
 def test_spans_fill_one_lane_s_batch_then_the_other_s():
-    collect = Collect()
+    collect = CollectingSpanExporter()
     processor = CompactBatchSpanProcessor(collect, schedule_delay_millis=60_000, max_export_batch_size=50, max_queue_size=200)
     assert len(processor._lanes) == 2
     assert [lane._batch_processor._max_queue_size for lane in processor._lanes] == [100, 100]
@@ -256,7 +246,7 @@ BEARER = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2ln"
 
 def secret_spans() -> list[ReadableSpan]:
     """Spans carrying secrets where scrubbing looks: name, attributes, status, resource."""
-    collect = Collect()
+    collect = CollectingSpanExporter()
     resource = Resource({"service.name": "bot", "bot.telegram_url": "https://api.telegram.org/bot123456:AAH" + "x" * 32})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(SimpleSpanProcessor(collect))
@@ -319,7 +309,7 @@ def test_packed_scrubbing_follows_keys_added_after_values_were_cached(monkeypatc
     monkeypatch.setattr(redaction, "_user_phrases", frozenset())
     monkeypatch.setattr(redaction, "_stems", redaction._stems)
     monkeypatch.setattr(redaction, "_key_cache", {})
-    collect = Collect()
+    collect = CollectingSpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(collect))
     with provider.get_tracer("t").start_as_current_span("op", attributes={"desk_pin": "4321"}):
@@ -432,7 +422,7 @@ def test_the_serialized_request_reaches_a_grpc_server_also_after_the_channel_is_
 def test_long_attribute_values_are_encoded_but_not_kept_in_the_caches():
     from otel_trader.sdk.scrubbing import _ResourceCache
 
-    collect = Collect()
+    collect = CollectingSpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(collect))
     with provider.get_tracer("t").start_as_current_span("op", attributes={"url.path": "/x/" + "y" * 2000, "side": "buy"}):
