@@ -161,6 +161,10 @@ class SpanEncoder:
         self._scrubbed_strings: dict[tuple[str, str], bytes] = {}
         self._scrubbed_scalars: dict[tuple[str, type, Any], bytes] = {}
         self._scrubbed_names: dict[str, bytes] = {}
+        #: (key, value, type of value) of a span's str/int/bool attribute → its whole field
+        #: (tag, length, KeyValue), plain and scrubbed: a span's attributes are then one join.
+        self._span_fields: dict[tuple[str, Any, type], bytes] = {}
+        self._scrubbed_span_fields: dict[tuple[str, Any, type], bytes] = {}
         self._rules: Any = None
 
     # -- attributes --------------------------------------------------------------------------
@@ -196,6 +200,34 @@ class SpanEncoder:
             parts.append(tag)
             parts.append(encoded)
         return b"".join(parts)
+
+    def _span_pairs(self, keys: Iterable[str], values: Sequence[Any] | Any, scrub: bool) -> bytes:
+        """``_pairs(b"\\x4a", keys, values, scrub)`` for a span's attributes (``values`` is iterated
+        twice): each pair's whole field is cached, so the pairs are looked up in C and joined, and
+        only those not cached yet (an id in a URL path, say) are encoded one by one."""
+        cache = self._scrubbed_span_fields if scrub else self._span_fields
+        try:
+            fields: list[Any] = list(map(cache.get, zip(keys, values, map(type, values), strict=True)))
+        except TypeError:  # an unhashable value (a list): encoded the general way
+            return self._pairs(b"\x4a", keys, values, scrub)
+        try:
+            return b"".join(fields)
+        except TypeError:  # None where a pair is not cached yet
+            pass
+        keys, values = tuple(keys), tuple(values)
+        for index, field in enumerate(fields):
+            if field is None:
+                key, value = keys[index], values[index]
+                field = b"\x4a" + _prefixed(_key_value(key, redact_attribute(key, value) if scrub else value))
+                kind = type(value)
+                # Not floats: 0.0 and -0.0 are equal keys with different encodings, NaN is no
+                # key at all, and measured values rarely repeat.
+                if (kind is str or kind is int or kind is bool) and len(field) <= _CACHED_PAIR_BYTES:
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[(key, value, kind)] = field
+                fields[index] = field
+        return b"".join(fields)
 
     @staticmethod
     def _remember(cache: dict[Any, bytes], cache_key: Any, key: str, value: Any) -> bytes:
@@ -267,7 +299,8 @@ class SpanEncoder:
         parts.append(_times(span._start_time, span._end_time))
         attributes = span._attributes
         if attributes:
-            parts.append(self._attributes(b"\x4a", attributes))
+            items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a plain dict
+            parts.append(self._span_pairs(items.keys(), items.values(), False))
             dropped = getattr(attributes, "dropped", 0)
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
@@ -365,6 +398,7 @@ class SpanEncoder:
             self._scrubbed_strings.clear()
             self._scrubbed_scalars.clear()
             self._scrubbed_names.clear()
+            self._scrubbed_span_fields.clear()
             self._rules = rules_version()
         origins: list[tuple[Any, Any]] = []
         encoded: list[bytes] = []
@@ -410,7 +444,7 @@ class SpanEncoder:
         parts.append(_times(start, end))
         if count:
             values = _PACKED_FIXED + count
-            parts.append(self._pairs(b"\x4a", item[_PACKED_FIXED:values], item[values:], scrub))
+            parts.append(self._span_pairs(item[_PACKED_FIXED:values], item[values:], scrub))
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
         if description and scrub:
