@@ -35,7 +35,7 @@ from random import random
 from time import time_ns
 from typing import Any
 
-from opentelemetry.trace import INVALID_SPAN
+from opentelemetry.trace import INVALID_SPAN, TraceFlags
 
 __all__ = ["RedMetrics", "red_recorder"]
 
@@ -44,6 +44,7 @@ logger = logging.getLogger("otel_trader")
 #: Attribute-set cache entries per recorder: (method, route, status) is bounded in practice
 #: (route templates, a fixed set of methods and status labels); this only guards the cache.
 _ENTRY_LIMIT = 10_000
+_SAMPLED = TraceFlags.SAMPLED
 
 Labeler = Callable[[int], str]
 
@@ -264,7 +265,7 @@ class RedMetrics:
                     exemplar = (duration, time_ns(), None, None)
             else:
                 context = span.get_span_context()
-                if offer == "always_on" or context.trace_flags.sampled:
+                if offer == "always_on" or context.trace_flags & _SAMPLED:
                     exemplar = (duration, time_ns(), context.span_id, context.trace_id)
         index = bisect_left(self._bounds, duration)
         with self._lock:
@@ -292,7 +293,11 @@ class RedMetrics:
                 if duration > cell.max:
                     cell.max = duration
                 if exemplar is not None:
-                    cell.exemplars[index] = _offered(duration, exemplar, cell.exemplars.get(index))
+                    exemplars = cell.exemplars
+                    if exemplar[2] is None and index in exemplars:
+                        exemplars[index] = _offered(duration, exemplar, exemplars[index])
+                    else:
+                        exemplars[index] = exemplar  # what _offered returns for it: value is duration
 
     # -- collection ------------------------------------------------------------------------------
 
