@@ -35,6 +35,7 @@ encoder and ``to_json``.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from time import time_ns
@@ -48,12 +49,12 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from otel_trader.sdk.current_context import SPAN_KEY, SPAN_KEY_KNOWN
 from otel_trader.sdk.span_fastpath import SCALAR_TYPES, attribute_blind_sampler
-from otel_trader.sdk.span_queue import CompactBatchSpanProcessor
+from otel_trader.sdk.span_queue import UNSET_STATUS, CompactBatchSpanProcessor
 
 __all__ = ["LeanSpan", "LeanTracer"]
 
-_UNSET_STATUS = sdk_trace.Status(sdk_trace.StatusCode.UNSET)
 _NO_ITEMS: tuple[Any, ...] = ()
 #: The SDK's span methods log through this logger (their warnings stay the SDK's).
 _sdk_logger = sdk_trace.logger
@@ -80,7 +81,7 @@ class LeanSpan(sdk_trace.Span):
     _end_time: int | None = None
     _events: Any = _NO_ITEMS
     _links: Any = _NO_ITEMS
-    _status: Any = _UNSET_STATUS
+    _status: Any = UNSET_STATUS
     _trace_config = None
     #: The provider's compact processors, read once at the start (set by LeanTracer).
     _span_processors: tuple[Any, ...] = ()
@@ -152,6 +153,33 @@ class LeanSpan(sdk_trace.Span):
                         return
             self._bounded_attributes()._set_items(attributes)
 
+    def update_name(self, name: str) -> None:
+        """Rename the span (the SDK's ``update_name``: ignored with a warning once ended)."""
+        with self._lock:
+            if self._end_time is None:
+                self._name = name
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "update_name")
+
+    def set_built_attributes(self, attributes: dict[str, Any], longest: int) -> None:
+        """``set_attributes`` of attributes the caller built: non-empty ``str`` keys, ``str``/``bool``/
+        ``int``/``float`` values, no string longer than ``longest`` characters."""
+        with self._lock:
+            items = self._attributes
+            if self._end_time is None and type(items) is dict:
+                limits = self._limits
+                length = limits.max_span_attribute_length
+                maxlen = limits.max_span_attributes
+                if (length is None or longest <= length) and (
+                    maxlen is None or len(items) + len(attributes) <= maxlen
+                ):
+                    for key, value in attributes.items():
+                        if key in items:
+                            del items[key]  # the SDK moves a re-set key to the end
+                        items[key] = value
+                    return
+        self.set_attributes(attributes)
+
     def _add_event(self, event: Any) -> None:
         if type(self._events) is tuple:
             self._events = BoundedList(self._limits.max_events)
@@ -199,6 +227,10 @@ _TRACER_FIELDS = (
     "_is_enabled",
 )
 _new_span: Any = object.__new__
+try:
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
+except ImportError:  # an SDK without internal span metrics, or with them elsewhere: always called
+    _NoOpTracerMetrics = None  # type: ignore[assignment, misc]
 _RANDOM = TraceFlags.RANDOM_TRACE_ID
 _FLAGS = {
     (sampled, random): TraceFlags(
@@ -229,6 +261,25 @@ def _root_sampling(sampler: Any) -> tuple[Any, Any, int] | None:
 
 _LOW_64 = (1 << 64) - 1
 _SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
+_DEFAULT_TRACE_STATE = trace.DEFAULT_TRACE_STATE
+_MAX_TRACE_ID = (1 << 128) - 1
+_MAX_SPAN_ID = (1 << 64) - 1
+_new_context: Any = functools.partial(tuple.__new__, SpanContext)
+
+
+def _context_fields_are_known() -> bool:
+    """Whether ``SpanContext(...)`` is the tuple (ids, remote, flags, state, valid) built here."""
+    flags = TraceFlags(1)
+    for trace_id, span_id in ((3, 5), (0, 5), (3, 0), (_MAX_TRACE_ID + 1, 5), (3, _MAX_SPAN_ID + 1)):
+        valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
+        sdk = SpanContext(trace_id, span_id, False, flags, None)
+        ours = _new_context((trace_id, span_id, False, flags, _DEFAULT_TRACE_STATE, valid))
+        if type(sdk) is not SpanContext or tuple(sdk) != tuple(ours) or sdk.is_valid is not ours.is_valid:
+            return False
+    return True
+
+
+_CONTEXT_FIELDS = _context_fields_are_known()
 
 
 class LeanTracer:
@@ -238,20 +289,33 @@ class LeanTracer:
         #: The tracer given: the SDK's, or the API's proxy that resolves to it once configured.
         self._source = tracer
         self._tracer: Any = None
-        self._seen: tuple[Any, Any, Any] | None = None
+        #: What the last check saw: the tracer's multi-processor, its processors and sampler.
+        self._multi: Any = None
+        self._processors: Any = None
+        self._sampler: Any = None
         self._ok = False
         self._root: tuple[Any, Any, int] | None = None
 
     def ready(self) -> bool:
         """Whether spans may be started here now (re-checked when the provider's set-up changes)."""
+        tracer = self._tracer
+        if (
+            self._ok
+            and tracer is self._source
+            and tracer.sampler is self._sampler
+            and self._multi._span_processors is self._processors
+        ):
+            return self._ok
+        return self._check()
+
+    def _check(self) -> bool:
         tracer = self._source
         if type(tracer) is trace.ProxyTracer:
             tracer = tracer._tracer
         multi = getattr(tracer, "span_processor", None)
         processors = getattr(multi, "_span_processors", None)
         sampler = getattr(tracer, "sampler", None)
-        seen = self._seen
-        if seen is None or seen[0] is not tracer or seen[1] is not processors or seen[2] is not sampler:
+        if tracer is not self._tracer or processors is not self._processors or sampler is not self._sampler:
             self._ok = (
                 _check_span_ended is not None
                 and type(tracer) is sdk_trace.Tracer
@@ -262,8 +326,7 @@ class LeanTracer:
                 and attribute_blind_sampler(sampler)
             )
             self._root = _root_sampling(sampler) if self._ok else None
-            self._tracer = tracer
-            self._seen = (tracer, processors, sampler)
+            self._tracer, self._multi, self._processors, self._sampler = tracer, multi, processors, sampler
         return self._ok
 
     def start_span(
@@ -272,23 +335,30 @@ class LeanTracer:
         context: otel_context.Context | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: dict[str, Any] | None = None,
-        trusted: bool = False,
+        longest: int | None = None,
     ) -> trace.Span:
         """What the SDK tracer's ``start_span`` returns, as a LeanSpan; call only when :meth:`ready`.
 
         ``attributes`` become the span's own dict when the SDK would store them unchanged (the
         caller must not reuse it); otherwise they are set through the SDK's store.
-        ``trusted``: the caller built them, with non-empty ``str`` keys and ``str``/``bool``/
-        ``int``/``float`` values; only string lengths and the count are then checked.
+        ``longest``: the caller built them, with non-empty ``str`` keys and ``str``/``bool``/
+        ``int``/``float`` values, none a string longer than this; only it and the count are
+        then checked.
         """
         tracer = self._tracer
-        parent_context = trace.get_current_span(context).get_span_context()
+        # trace.get_current_span(context).get_span_context(), without its two calls for a
+        # context holding no span (a server span without a propagated parent).
+        current = otel_context.get_current() if context is None else context
+        if SPAN_KEY_KNOWN and current.get(SPAN_KEY) is None:
+            parent_context = trace.INVALID_SPAN_CONTEXT
+        else:
+            parent_context = trace.get_current_span(context).get_span_context()
         if not tracer._is_enabled():
             return trace.NonRecordingSpan(context=parent_context)
         parent: SpanContext | None = parent_context
         ids = tracer.id_generator
         sampler = tracer.sampler
-        if parent is None or not parent.is_valid:
+        if parent is trace.INVALID_SPAN_CONTEXT or parent is None or not parent.is_valid:
             parent = None
             trace_id = ids.generate_trace_id()
             random = ids.is_trace_id_random()
@@ -305,14 +375,29 @@ class LeanTracer:
             result = sampler.should_sample(context, trace_id, name, kind, None, ())
             decision = result.decision
             trace_state = result.trace_state
-        span_context = trace.SpanContext(
-            trace_id,
-            ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_FLAGS[decision is _SAMPLE, bool(random)],
-            trace_state=trace_state,
+        span_id = ids.generate_span_id()
+        flags = _FLAGS[decision is _SAMPLE, bool(random)]
+        if _CONTEXT_FIELDS:
+            # SpanContext.__new__'s own computation, without its call (checked at import).
+            span_context = _new_context(
+                (
+                    trace_id,
+                    span_id,
+                    False,
+                    flags,
+                    _DEFAULT_TRACE_STATE if trace_state is None else trace_state,
+                    0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID,
+                )
+            )
+        else:
+            span_context = trace.SpanContext(
+                trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=trace_state
+            )
+        span_metrics = tracer._tracer_metrics
+        # The SDK's no-op span metrics (its internal metrics off) record nothing at either end.
+        record_end_metrics = (
+            None if type(span_metrics) is _NoOpTracerMetrics else span_metrics.start_span(parent, decision)
         )
-        record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
         if decision is not _SAMPLE and not decision.is_recording():
             return trace.NonRecordingSpan(context=span_context)
         multi = tracer.span_processor
@@ -338,10 +423,8 @@ class LeanTracer:
         if attributes:
             length = limits.max_span_attribute_length
             count = limits.max_span_attributes
-            if trusted:
-                fits = length is None or all(
-                    [len(v) <= length for v in attributes.values() if type(v) is str]
-                )
+            if longest is not None:
+                fits = length is None or longest <= length
             else:
                 fits = all([_storable(key, value, length) for key, value in attributes.items()])
             if fits and type(attributes) is dict and (count is None or len(attributes) <= count):

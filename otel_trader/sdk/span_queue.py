@@ -65,7 +65,9 @@ def _context_fields_are_the_tuple() -> bool:
 
 #: Reading a context by index skips five property calls per span; checked against the properties.
 _CONTEXT_AS_TUPLE = _context_fields_are_the_tuple()
-_UNSET = Status(StatusCode.UNSET)
+#: The unset status spans share (unpacked spans, and LeanSpan's default).
+UNSET_STATUS = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags.SAMPLED
 #: Distinct (resource, scope) pairs kept by index; past it spans carry the objects themselves.
 _ORIGIN_LIMIT = 256
 
@@ -208,8 +210,8 @@ class SpanPacker:
             if links
             else (),
             getattr(links, "dropped", 0),
-            _CODE_VALUES[id(status.status_code)],
-            status.description,
+            0 if status is UNSET_STATUS else _CODE_VALUES[id(status.status_code)],
+            None if status is UNSET_STATUS else status.description,
             len(items),
             *items,
             *items.values(),
@@ -290,7 +292,7 @@ class SpanPacker:
             ),
             kind=_KINDS[kind],
             instrumentation_info=info,
-            status=_UNSET if code == 0 and description is None else Status(_CODES[code], description),
+            status=UNSET_STATUS if code == 0 and description is None else Status(_CODES[code], description),
             start_time=start,
             end_time=end,
             instrumentation_scope=scope,
@@ -406,7 +408,8 @@ class CompactBatchSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: Any) -> None:
-        if not (span.context and span.context.trace_flags.sampled):
+        context = span.context
+        if not (context and context.trace_flags & _SAMPLED):
             return
         try:
             item = self._packer.pack(span)

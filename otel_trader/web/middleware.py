@@ -23,6 +23,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_trader.redaction import redact_query
+from otel_trader.sdk import current_context
 from otel_trader.sdk.lean_span import LeanSpan, LeanTracer
 from otel_trader.sdk.span_fastpath import DirectAttributes
 from otel_trader.sdk.span_helpers import mark_error
@@ -140,6 +141,31 @@ def _route_for_endpoint(scope: dict[str, Any]) -> Any:
     return None
 
 
+#: Host header value and scheme → the server.address/server.port attributes they give. A server
+#: sees few distinct Host values; any number of them may come from clients, so past the limit
+#: the cache is cleared (and refilled by the Host values in use).
+_HOST_CACHE_LIMIT = 256
+#: A DNS name (253) and a port: longer Host values are not kept.
+_CACHED_HOST_BYTES = 260
+_host_attributes: dict[tuple[bytes, str], tuple[tuple[str, Any], ...]] = {}
+
+
+def _host_fields(host: bytes, scheme: str) -> tuple[tuple[str, Any], ...]:
+    """The ``server.address`` (and ``server.port``, when known) attributes of a Host header."""
+    found = _host_attributes.get((host, scheme))
+    if found is not None:
+        return found
+    address, port = _split_host(host.decode("latin-1"))
+    fields: tuple[tuple[str, Any], ...] = (("server.address", address),)
+    if port is not None or scheme in _DEFAULT_PORTS:
+        fields += (("server.port", port if port is not None else _DEFAULT_PORTS[scheme]),)
+    if len(host) <= _CACHED_HOST_BYTES:
+        if len(_host_attributes) >= _HOST_CACHE_LIMIT:
+            _host_attributes.clear()
+        _host_attributes[(host, scheme)] = fields
+    return fields
+
+
 def _split_host(host: str) -> tuple[str, int | None]:
     """``example.com:8080`` → (``example.com``, 8080); ``[::1]:80`` → (``::1``, 80).
 
@@ -201,11 +227,11 @@ async def _send_outside_span(send: Any, message: dict[str, Any], outer: Any) -> 
     current, every finished request's span and its attributes would stay reachable from there
     long enough to be moved into the GC's old generation, making full collections frequent.
     """
-    token = otel_context.attach(outer)
+    token = current_context.attach(outer)
     try:
         await send(message)
     finally:
-        otel_context.detach(token)
+        current_context.detach(token)
 
 
 class MonitoringMiddleware:
@@ -275,29 +301,30 @@ class MonitoringMiddleware:
             parent = propagate.extract(headers, getter=ASGI_HEADERS)
         else:
             parent = otel_context.Context()
-        scheme = scope.get("scheme", "http")
+        scheme = str(scope.get("scheme", "http"))
         attributes: dict[str, Any] = {"url.scheme": scheme, "http.request.method": method}
+        version = address = redacted = original = ""
         if scope.get("http_version"):
-            attributes["network.protocol.version"] = scope["http_version"]
+            attributes["network.protocol.version"] = version = str(scope["http_version"])
         if host is not None:
-            address, port = _split_host(host.decode("latin-1"))
-            attributes["server.address"] = address
-            if port is not None or scheme in _DEFAULT_PORTS:
-                attributes["server.port"] = port if port is not None else _DEFAULT_PORTS[scheme]
+            attributes.update(_host_fields(bytes(host), scheme))
+            address = attributes["server.address"]
         elif scope.get("server"):
             address, port = scope["server"][0], scope["server"][1]
-            attributes["server.address"] = str(address)
+            attributes["server.address"] = address = str(address)
             if isinstance(port, int):
                 attributes["server.port"] = port
-        attributes["url.path"] = scope.get("path", "")
+        attributes["url.path"] = path = str(scope.get("path", ""))
         query = scope.get("query_string")
         if query:
-            attributes["url.query"] = redact_query(query.decode("latin-1"))
+            attributes["url.query"] = redacted = redact_query(query.decode("latin-1"))
         if method == "_OTHER":
-            attributes["http.request.method_original"] = scope.get("method", "")
+            attributes["http.request.method_original"] = original = str(scope.get("method", ""))
+        # Every str value above, for the span's length limit (LeanTracer checks only this).
+        longest = max(len(scheme), len(version), len(address), len(path), len(redacted), len(original))
         if self._lean.ready():
             span = self._lean.start_span(
-                _span_base_name(method), parent, SpanKind.SERVER, attributes, trusted=True
+                _span_base_name(method), parent, SpanKind.SERVER, attributes, longest
             )
         elif self._direct.ready():
             span = self._tracer.start_span(_span_base_name(method), context=parent, kind=SpanKind.SERVER)
@@ -310,7 +337,7 @@ class MonitoringMiddleware:
                 kind=SpanKind.SERVER,
                 attributes=attributes,
             )
-        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, current_context.attach(current_context.with_span(span, parent))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or self._excluded(scope.get("path", "")):
@@ -364,7 +391,7 @@ class MonitoringMiddleware:
                 try:
                     span.end()
                 finally:
-                    otel_context.detach(token)
+                    current_context.detach(token)
 
     def _finish(
         self,
@@ -389,9 +416,10 @@ class MonitoringMiddleware:
                 span.update_name(f"{_span_base_name(method)} {route}")
             if status:
                 final["http.response.status_code"] = status
-            if final and (
-                type(span) is LeanSpan or not (self._direct.ready() and self._direct.write(span, final))
-            ):
+            if type(span) is LeanSpan:
+                if final:
+                    span.set_built_attributes(final, len(route))
+            elif final and not (self._direct.ready() and self._direct.write(span, final)):
                 span.set_attributes(final)
             if error is None and (status >= 500 or not status):
                 span.set_attribute("error.type", str(status) if status else "incomplete_response")

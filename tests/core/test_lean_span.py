@@ -22,7 +22,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
@@ -296,3 +296,57 @@ def test_the_middleware_s_server_span_is_lean_and_parents_spans_of_the_sdk():
     assert server.attributes["order.id"] == "7"
     assert server.attributes["http.route"] == "/orders/{oid}"
     assert server.attributes["http.response.status_code"] == 200
+
+
+class NoticingStart(SpanProcessor):
+    """A processor of the application's (its on_start may read attributes): the SDK's path then."""
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [SpanLimits(), SpanLimits(max_span_attribute_length=12), SpanLimits(max_span_attributes=6)],
+    ids=["default-limits", "short-values", "few-attributes"],
+)
+def test_the_middleware_s_lean_server_span_is_the_sdk_s(limits, caplog):
+    """Through the middleware: the lean span (the middleware's own length bound) against the SDK's."""
+    import httpx
+
+    def serve(lean: bool) -> tuple[list[dict[str, Any]], list[str]]:
+        setup = Setup(limits=limits)
+        if not lean:
+            setup.provider.add_span_processor(NoticingStart())
+        app = FastAPI()
+
+        @app.api_route("/orders/{oid}", methods=["GET", "PURGE"])
+        async def order(oid: str) -> dict[str, int]:
+            return {"n": len(oid)}
+
+        app.add_middleware(MonitoringMiddleware, tracer_provider=setup.provider, meter_provider=MeterProvider())
+        middleware = MonitoringMiddleware(app, tracer_provider=setup.provider, meter_provider=MeterProvider())
+        assert middleware._lean.ready() is lean
+
+        async def go() -> None:
+            transport = httpx.ASGITransport(app=app)
+            for base in ("http://trader.local:8080", "https://" + "h" * 40, "http://[::1]"):
+                async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+                    await client.get("/orders/1?x=1&api_key=secret")
+                    await client.get("/orders/" + "y" * 30)
+                    await client.request("PURGE", "/orders/2")
+                    await client.get("/nope")
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            import asyncio
+
+            asyncio.run(go())
+            setup.processor.force_flush()
+        for span in setup.exporter.spans:
+            span._start_time, span._end_time = 1_000, 2_000
+        spans = MessageToDict(encode_spans(setup.exporter.spans))["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        return spans, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    expected, sdk_warnings = serve(lean=False)
+    got, lean_warnings = serve(lean=True)
+    assert len(got) == 12
+    assert got == expected
+    assert lean_warnings == sdk_warnings
