@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,14 @@ _ORIGIN_LIMIT = 256
 
 #: Fields before the attribute keys and values in a packed span (see SpanPacker.pack).
 _FIXED = 24
+#: What on_end reads of the SDK's batcher to queue a span as its emit() does.
+_EMIT_FIELDS = ("_queue", "_max_queue_size", "_shutdown", "_pid", "_max_export_batch_size", "_worker_awaken")
+#: This process's id, kept by an at-fork hook: ``os.getpid()`` is a system call, and the SDK's
+#: ``emit()`` makes one per span to notice a fork.
+_process = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _process.__setitem__(0, os.getpid()))
+
 #: Seconds between warnings about spans dropped on a full queue.
 QUEUE_FULL_WARNING_INTERVAL = 60.0
 
@@ -398,6 +407,11 @@ class CompactBatchSpanProcessor(SpanProcessor):
         ]
         # The SDK types emit() for spans; the queue holds whatever it is given (packed tuples).
         self._batchers: list[Any] = [lane._batch_processor for lane in self._lanes]
+        #: Whether the batchers have every field on_end reads to do what their emit() does.
+        self._inline_emit = all(
+            all(hasattr(b, name) for name in _EMIT_FIELDS) and isinstance(b._queue, deque)
+            for b in self._batchers
+        )
         self._batch = batch
         self._ended = 0
         #: Spans dropped on a full queue since the last warning, and when the next may be logged.
@@ -419,14 +433,18 @@ class CompactBatchSpanProcessor(SpanProcessor):
         ended = self._ended
         self._ended = ended + 1
         batcher = self._batchers[(ended // self._batch) % len(self._batchers)]
-        if (
-            len(batcher._queue) >= batcher._max_queue_size
-            and not batcher._shutdown
-            and batcher._pid == os.getpid()
-        ):
+        queue = batcher._queue
+        if batcher._shutdown or batcher._pid != _process[0]:
+            batcher.emit(item)  # the SDK's handling: dropped after shutdown, re-initialised after a fork
+        elif len(queue) >= batcher._max_queue_size:
             self._drop_oldest(batcher, item)
-        else:
+        elif not self._inline_emit:
             batcher.emit(item)
+        else:
+            # What emit() does with an open queue of this process, without its os.getpid() call.
+            queue.appendleft(item)
+            if len(queue) >= batcher._max_export_batch_size and not batcher._worker_awaken.is_set():
+                batcher._worker_awaken.set()
 
     def _drop_oldest(self, batcher: Any, item: Any) -> None:
         """What the SDK's ``emit`` does with a full queue, without its warning for every span.
