@@ -219,6 +219,8 @@ class Window:
     #: Of that, the threads other than the event loop's; and the collector's CPU (None when it restarted).
     threads_us_per_request: float = 0.0
     collector_us_per_request: float | None = None
+    #: The sink's (SigNoz's stand-in, which a deployment runs elsewhere) on the same cores.
+    sink_us_per_request: float | None = None
 
 
 @dataclass
@@ -249,9 +251,10 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
     print(f"\n{meta}\n")
     print(
         "| variant | req/s | × bare | p50 ms | p99 ms | p99 ÷ bare | p99.9 ms | server CPU µs/req "
-        "| of it, other threads | collector CPU µs/req | gen-2 GCs per 10k req | longest gen-2 pause |"
+        "| of it, other threads | collector CPU µs/req | sink CPU µs/req | gen-2 GCs per 10k req "
+        "| longest gen-2 pause |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ms = "{:.1f}"
     for variant, result in results.items():
         if not result.windows:
@@ -270,6 +273,7 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
             f"{spread([w.cpu_us_per_request for w in result.windows])} | "
             f"{spread([w.threads_us_per_request for w in result.windows])} | "
             f"{spread([w.collector_us_per_request for w in result.windows if w.collector_us_per_request is not None])} | "
+            f"{spread([w.sink_us_per_request for w in result.windows if w.sink_us_per_request is not None])} | "
             f"{full_gcs / requests * 1e4:.1f} | {longest:.0f} ms |"
         )
     errors = {v: sum(w.wrk["errors"] + w.wrk["non_2xx"] for w in r.windows) for v, r in results.items()}
@@ -328,6 +332,7 @@ def main() -> int:
                     http_json(f"{server.url}/_bench/gc")
                     cpu0, threads0 = server.cpu_seconds(), server.thread_cpu_seconds()
                     collector0 = collector.process.pid, proc_cpu_seconds(f"/proc/{collector.process.pid}/stat")
+                    sink0 = proc_cpu_seconds(f"/proc/{sink.process.pid}/stat")
                     restarts = 0
                     if variant == "full_restart":
                         with Restarter(collector, RESTART_EVERY) as restarter:
@@ -341,9 +346,10 @@ def main() -> int:
                     collector_cpu = None
                     if collector.process.pid == collector0[0]:
                         collector_cpu = (proc_cpu_seconds(f"/proc/{collector0[0]}/stat") - collector0[1]) * per_request
+                    sink_cpu = (proc_cpu_seconds(f"/proc/{sink.process.pid}/stat") - sink0) * per_request
                     gc_stats = http_json(f"{server.url}/_bench/gc")
                     results[variant].windows.append(
-                        Window(round_, out, gc_stats, cpu, restarts, threads, collector_cpu)
+                        Window(round_, out, gc_stats, cpu, restarts, threads, collector_cpu, sink_cpu)
                     )
                     print(f"  round {round_ + 1} {variant:<21} {out['rps']:8,.0f} req/s  p50 {out['p50_us'] / 1e3:5.1f} "
                           f"p99 {out['p99_us'] / 1e3:6.1f} p99.9 {out['p999_us'] / 1e3:6.1f} ms  "
