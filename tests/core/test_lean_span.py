@@ -48,6 +48,8 @@ from otel_trader.sdk.span_queue import CompactBatchSpanProcessor
 from otel_trader.web.middleware import MonitoringMiddleware
 from tests.support import CollectingSpanExporter
 
+PRIVATE_METERS = MeterProvider()
+
 
 class CountingIds(IdGenerator):
     """Ids 1, 2, 3 …; trace ids spread over the 64 low bits so ratio sampling sees both outcomes."""
@@ -68,7 +70,9 @@ class Setup:
     def __init__(self, sampler: Sampler | None = None, limits: SpanLimits | None = None, **kw: Any) -> None:
         self.ids = CountingIds()
         self.exporter = CollectingSpanExporter()
-        self.processor = CompactBatchSpanProcessor(self.exporter)
+        # Its queue metrics on a provider of its own: on the global one they would outlive the
+        # test and show up in the next test's /metrics.
+        self.processor = CompactBatchSpanProcessor(self.exporter, meter_provider=PRIVATE_METERS)
         self.provider = TracerProvider(
             sampler=sampler, span_limits=limits or SpanLimits(), id_generator=self.ids, **kw
         )
