@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install setup system-deps collector collector-run old-fastapi test lint lint-checks check ci bench bench-http bench-instructions bench-pipeline bench-tier helm-values bench-traces bench-ccxt demo readme dashboards dashboards-check
+.PHONY: install setup system-deps collector collector-run old-fastapi test lint lint-checks check ci bench bench-http bench-instructions bench-bytecodes bench-pipeline bench-tier helm-values bench-traces bench-ccxt demo readme dashboards dashboards-check
 
 install:
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
@@ -53,6 +53,10 @@ bench-http: install system-deps collector
 # Instructions per request of real uvicorn servers under callgrind: independent of the machine's load.
 bench-instructions: install system-deps collector
 	$(PYTHON) benchmarks/instructions.py
+
+# Bytecodes per request of the server span, per function (in process, deterministic).
+bench-bytecodes: install
+	$(PYTHON) benchmarks/bytecodes.py
 
 # spans/s and metric points/s through SDK -> otelcol-trader -> sink with 0 drops.
 bench-pipeline: install collector
