@@ -147,24 +147,17 @@ class SpanEncoder:
     """
 
     def __init__(self) -> None:
-        #: (key, value) of a string attribute → the KeyValue, length-prefixed, without field tag.
-        self._strings: dict[tuple[str, str], bytes] = {}
-        #: (key, type, value) of a bool/int/float attribute → the same.
-        self._scalars: dict[tuple[str, type, Any], bytes] = {}
-        #: Span name → its field 5.
+        #: (field tag, scrubbed?) → {(key, value, type of value) of a str/int/bool attribute →
+        #: its whole field (tag, length, KeyValue)}: a span's attributes are then one join. The
+        #: scrubbed ones hold what scrubbing leaves of the attribute (valid while the redaction
+        #: rules are those of ``_rules``).
+        self._fields: dict[tuple[bytes, bool], dict[tuple[str, Any, type], bytes]] = {}
+        #: Span name → its field 5, plain and scrubbed.
         self._names: dict[str, bytes] = {}
+        self._scrubbed_names: dict[str, bytes] = {}
         #: id(resource or scope) → (the object, its encoded message); the object is kept so the
         #: id cannot be reused by another one while the entry exists.
         self._messages: dict[int, tuple[Any, bytes]] = {}
-        #: The caches above for scrubbed spans: the encoding of what scrubbing leaves of the
-        #: attribute or name (valid while the redaction rules are those of ``_rules``).
-        self._scrubbed_strings: dict[tuple[str, str], bytes] = {}
-        self._scrubbed_scalars: dict[tuple[str, type, Any], bytes] = {}
-        self._scrubbed_names: dict[str, bytes] = {}
-        #: (key, value, type of value) of a span's str/int/bool attribute → its whole field
-        #: (tag, length, KeyValue), plain and scrubbed: a span's attributes are then one join.
-        self._span_fields: dict[tuple[str, Any, type], bytes] = {}
-        self._scrubbed_span_fields: dict[tuple[str, Any, type], bytes] = {}
         self._rules: Any = None
 
     # -- attributes --------------------------------------------------------------------------
@@ -176,69 +169,44 @@ class SpanEncoder:
         items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a plain dict
         return self._pairs(tag, items.keys(), items.values(), False)
 
-    def _pairs(self, tag: bytes, keys: Iterable[str], values: Iterable[Any], scrub: bool) -> bytes:
-        """Repeated KeyValue field ``tag`` for ``keys`` and ``values``; with ``scrub``, the values
-        ``redact_attribute`` leaves (cached apart from the plain ones)."""
-        strings, scalars = (
-            (self._scrubbed_strings, self._scrubbed_scalars) if scrub else (self._strings, self._scalars)
-        )
-        parts = []
-        for key, value in zip(keys, values, strict=True):
-            kind = type(value)
-            if kind is str:
-                encoded = strings.get((key, value))
-                if encoded is None:
-                    clean = redact_attribute(key, value) if scrub else value
-                    encoded = self._remember(strings, (key, value), key, clean)
-            elif kind is bool or kind is int or kind is float:
-                encoded = scalars.get((key, kind, value))
-                if encoded is None:
-                    clean = redact_attribute(key, value) if scrub else value
-                    encoded = self._remember(scalars, (key, kind, value), key, clean)
-            else:
-                encoded = _prefixed(_key_value(key, redact_attribute(key, value) if scrub else value))
-            parts.append(tag)
-            parts.append(encoded)
-        return b"".join(parts)
+    def _pairs(self, tag: bytes, keys: Iterable[str], values: Any, scrub: bool) -> bytes:
+        """Repeated KeyValue field ``tag`` for ``keys`` and ``values`` (iterated twice); with
+        ``scrub``, of the values ``redact_attribute`` leaves.
 
-    def _span_pairs(self, keys: Iterable[str], values: Sequence[Any] | Any, scrub: bool) -> bytes:
-        """``_pairs(b"\\x4a", keys, values, scrub)`` for a span's attributes (``values`` is iterated
-        twice): each pair's whole field is cached, so the pairs are looked up in C and joined, and
-        only those not cached yet (an id in a URL path, say) are encoded one by one."""
-        cache = self._scrubbed_span_fields if scrub else self._span_fields
+        Each pair's whole field is cached, so when all are (the common case) the pairs are
+        looked up in C and joined; only those not cached yet (an id in a URL path, say) are
+        encoded one by one. Floats are not cached: 0.0 and -0.0 are equal keys with different
+        encodings, NaN is no key at all, and measured values rarely repeat.
+        """
+        cache = self._fields.get((tag, scrub))
+        if cache is None:
+            cache = self._fields[(tag, scrub)] = {}
         try:
             fields: list[Any] = list(map(cache.get, zip(keys, values, map(type, values), strict=True)))
-        except TypeError:  # an unhashable value (a list): encoded the general way
-            return self._pairs(b"\x4a", keys, values, scrub)
-        try:
-            return b"".join(fields)
-        except TypeError:  # None where a pair is not cached yet
-            pass
-        keys, values = tuple(keys), tuple(values)
+        except TypeError:  # an unhashable value (a list, a mapping): each pair looked at below
+            keys, values = tuple(keys), tuple(values)
+            fields = [None] * len(keys)
+        else:
+            try:
+                return b"".join(fields)
+            except TypeError:  # None where a pair is not cached yet
+                keys, values = tuple(keys), tuple(values)
         for index, field in enumerate(fields):
+            if field is not None:
+                continue
+            key, value = keys[index], values[index]
+            kind = type(value)
+            cacheable = kind is str or kind is int or kind is bool
+            if cacheable:
+                field = cache.get((key, value, kind))
             if field is None:
-                key, value = keys[index], values[index]
-                field = b"\x4a" + _prefixed(_key_value(key, redact_attribute(key, value) if scrub else value))
-                kind = type(value)
-                # Not floats: 0.0 and -0.0 are equal keys with different encodings, NaN is no
-                # key at all, and measured values rarely repeat.
-                if (kind is str or kind is int or kind is bool) and len(field) <= _CACHED_PAIR_BYTES:
+                field = tag + _prefixed(_key_value(key, redact_attribute(key, value) if scrub else value))
+                if cacheable and len(field) <= _CACHED_PAIR_BYTES:
                     if len(cache) >= _CACHE_LIMIT:
                         cache.clear()
                     cache[(key, value, kind)] = field
-                fields[index] = field
+            fields[index] = field
         return b"".join(fields)
-
-    @staticmethod
-    def _remember(cache: dict[Any, bytes], cache_key: Any, key: str, value: Any) -> bytes:
-        payload = _key_value(key, value)
-        encoded = _prefixed(payload)
-        if len(payload) > _CACHED_PAIR_BYTES:
-            return encoded  # long values (URLs with ids, statements) rarely repeat: not kept
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[cache_key] = encoded
-        return encoded
 
     # -- resources and scopes ----------------------------------------------------------------
 
@@ -300,7 +268,7 @@ class SpanEncoder:
         attributes = span._attributes
         if attributes:
             items = getattr(attributes, "_dict", attributes)  # BoundedAttributes keeps a plain dict
-            parts.append(self._span_pairs(items.keys(), items.values(), False))
+            parts.append(self._pairs(b"\x4a", items.keys(), items.values(), False))
             dropped = getattr(attributes, "dropped", 0)
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
@@ -395,10 +363,10 @@ class SpanEncoder:
         from otel_trader.redaction import rules_version
 
         if scrub is not None and self._rules is not rules_version():
-            self._scrubbed_strings.clear()
-            self._scrubbed_scalars.clear()
+            for (_, scrubbed), cache in self._fields.items():
+                if scrubbed:
+                    cache.clear()
             self._scrubbed_names.clear()
-            self._scrubbed_span_fields.clear()
             self._rules = rules_version()
         origins: list[tuple[Any, Any]] = []
         encoded: list[bytes] = []
@@ -444,7 +412,7 @@ class SpanEncoder:
         parts.append(_times(start, end))
         if count:
             values = _PACKED_FIXED + count
-            parts.append(self._span_pairs(item[_PACKED_FIXED:values], item[values:], scrub))
+            parts.append(self._pairs(b"\x4a", item[_PACKED_FIXED:values], item[values:], scrub))
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
         if description and scrub:
