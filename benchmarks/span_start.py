@@ -72,7 +72,7 @@ def build() -> dict[str, Any]:
         lean.ready()
         span = lean.start_span("GET", parent, SpanKind.SERVER, attributes(), 16)  # the longest value
         span.update_name("GET /orders/{symbol}")
-        span.set_built_attributes(final, 16)
+        span.set_attributes(final, 16)
         span.end()
 
     return {"SDK Tracer.start_span (+ DirectAttributes)": sdk, "LeanTracer.start_span": lean_span}

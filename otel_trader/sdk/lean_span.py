@@ -127,8 +127,12 @@ class LeanSpan(sdk_trace.Span):
                 return
             self._bounded_attributes()[key] = value
 
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Set several attributes (the SDK's semantics: see the module docstring)."""
+    def set_attributes(self, attributes: Mapping[str, Any], longest: int | None = None) -> None:
+        """Set several attributes (the SDK's semantics: see the module docstring).
+
+        ``longest``: the caller built them, as for :meth:`LeanTracer.start_span`; only it and
+        the count are then checked.
+        """
         with self._lock:
             if self._end_time is not None:
                 _sdk_logger.warning("Setting attribute on ended span.")
@@ -137,20 +141,24 @@ class LeanSpan(sdk_trace.Span):
             if type(items) is dict:
                 limits = self._limits
                 length = limits.max_span_attribute_length
-                added = 0
-                for key, value in attributes.items():
-                    if not _storable(key, value, length):
-                        break
-                    if key not in items:
-                        added += 1
+                if longest is not None:
+                    fits = length is None or longest <= length
+                    added = len(attributes)  # a re-set key counted too: at worst the SDK's store
                 else:
-                    maxlen = limits.max_span_attributes
-                    if maxlen is None or len(items) + added <= maxlen:
-                        for key, value in attributes.items():
-                            if key in items:
-                                del items[key]  # the SDK moves a re-set key to the end
-                            items[key] = value
-                        return
+                    fits, added = True, 0
+                    for key, value in attributes.items():
+                        if not _storable(key, value, length):
+                            fits = False
+                            break
+                        if key not in items:
+                            added += 1
+                maxlen = limits.max_span_attributes
+                if fits and (maxlen is None or len(items) + added <= maxlen):
+                    for key, value in attributes.items():
+                        if key in items:
+                            del items[key]  # the SDK moves a re-set key to the end
+                        items[key] = value
+                    return
             self._bounded_attributes()._set_items(attributes)
 
     def update_name(self, name: str) -> None:
@@ -160,25 +168,6 @@ class LeanSpan(sdk_trace.Span):
                 self._name = name
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", "update_name")
-
-    def set_built_attributes(self, attributes: dict[str, Any], longest: int) -> None:
-        """``set_attributes`` of attributes the caller built: non-empty ``str`` keys, ``str``/``bool``/
-        ``int``/``float`` values, no string longer than ``longest`` characters."""
-        with self._lock:
-            items = self._attributes
-            if self._end_time is None and type(items) is dict:
-                limits = self._limits
-                length = limits.max_span_attribute_length
-                maxlen = limits.max_span_attributes
-                if (length is None or longest <= length) and (
-                    maxlen is None or len(items) + len(attributes) <= maxlen
-                ):
-                    for key, value in attributes.items():
-                        if key in items:
-                            del items[key]  # the SDK moves a re-set key to the end
-                        items[key] = value
-                    return
-        self.set_attributes(attributes)
 
     def _add_event(self, event: Any) -> None:
         if type(self._events) is tuple:

@@ -418,7 +418,7 @@ class MonitoringMiddleware:
                 final["http.response.status_code"] = status
             if type(span) is LeanSpan:
                 if final:
-                    span.set_built_attributes(final, len(route))
+                    span.set_attributes(final, len(route))
             elif final and not (self._direct.ready() and self._direct.write(span, final)):
                 span.set_attributes(final)
             if error is None and (status >= 500 or not status):
