@@ -14,13 +14,14 @@ Three tasks on the API's event loop, against the mock exchange's bot endpoints
   ``NEW`` → ``trading.order_acked``, ``TRADE`` → ``trading.order_filled`` (the order is done at
   its full quantity), balances and exposure updated.
 
-Risk state: limits ``daily_loss`` (200 USDT), ``exposure`` (50,000 USDT, read at export) and
+Risk state: limits ``daily_loss`` (200 USDT below the trading day's opening equity; the day
+rolls at midnight UTC or on ``POST /bot/new-day``), ``exposure`` (50,000 USDT, read at export) and
 ``position_size`` (20,000 USDT per asset), halt reasons ``kill_switch`` and ``daily_loss``
 registered at start, balances per asset. Control endpoints (used by :mod:`.scenario` and the
 alert tests): ``POST /bot/halt?reason=``, ``POST /bot/resume``, ``POST /bot/block?seconds=`` (a
 synchronous call on the loop, inside a span, to show the blocked-loop warning),
 ``POST /bot/pause?seconds=`` (no decisions, not halted), ``POST /bot/risk?limit=&used=&maximum=``,
-``GET /bot/status``.
+``POST /bot/new-day``, ``GET /bot/status``.
 
 ``DEMO_BOT=false`` leaves the bot out of the API.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import random
@@ -53,6 +55,7 @@ STALE_AFTER = 1.0
 CANCEL_AFTER = 2.5
 ACK_TIMEOUT = 1.0
 START_BALANCE_USDT = 10_000.0
+DAILY_LOSS_LIMIT_USDT = 200.0
 ORDER_NOTIONAL = 300.0
 
 logger = logging.getLogger("otel_trader.demo.bot")
@@ -67,6 +70,10 @@ class DemoBot:
         self.rng = random.Random(seed)
         self.prices: dict[str, float] = {}
         self.balances: dict[str, float] = {"USDT": START_BALANCE_USDT}
+        #: The trading day's opening equity: the daily loss is measured from it. Every fill costs
+        #: the taker a few bps, so without a day boundary a long run would drift into the limit.
+        self.day_open_equity = START_BALANCE_USDT
+        self.day = _utc_today()
         self.feeds = {stream: trading.feed(EXCHANGE, stream) for stream in STREAMS}
         self.reconnects = 0
         self.orders_sent = 0
@@ -87,7 +94,7 @@ class DemoBot:
         self._http = httpx.AsyncClient(base_url=self.exchange_url, timeout=5.0)
         self._loop_monitor = trading.monitor_event_loop()  # also when the app's lifespan is its own
         trading.register_halt_reasons("kill_switch", "daily_loss")
-        trading.risk_limit("daily_loss", maximum=200.0, halt_on_breach=False)
+        trading.risk_limit("daily_loss", maximum=DAILY_LOSS_LIMIT_USDT, halt_on_breach=False)
         trading.risk_limit("exposure", maximum=50_000.0, read=self.gross_exposure)
         trading.risk_limit("position_size", maximum=20_000.0, read=self.largest_position)
         self._publish_balances()
@@ -131,13 +138,27 @@ class DemoBot:
     def _exposure(self, asset: str) -> float:
         return self.balances.get(asset, 0.0) * self.prices.get(f"{asset}-USDT", 0.0)
 
+    def daily_loss(self) -> float:
+        """USDT lost since the trading day opened (0 when up); the day rolls at midnight UTC."""
+        if not self.prices:
+            return 0.0
+        if (today := _utc_today()) != self.day:
+            self.new_day(today)
+        return max(0.0, self.day_open_equity - self.equity())
+
+    def new_day(self, day: datetime.date | None = None) -> None:
+        """Open a trading day: the daily loss is measured from the equity now."""
+        self.day = day or _utc_today()
+        if self.prices:
+            self.day_open_equity = self.equity()
+        self._publish_balances()
+
     def _publish_balances(self) -> None:
         for asset, amount in self.balances.items():
             trading.set_balance(asset, amount)
             if asset != "USDT":
                 trading.set_exposure(asset, self._exposure(asset))
-        loss = max(0.0, START_BALANCE_USDT - self.equity()) if self.prices else 0.0
-        trading.risk_limit("daily_loss", maximum=200.0).set(loss)
+        trading.risk_limit("daily_loss", maximum=DAILY_LOSS_LIMIT_USDT).set(self.daily_loss())
 
     def stale(self) -> bool:
         """Whether any feed has been silent for longer than :data:`STALE_AFTER`."""
@@ -285,6 +306,11 @@ class DemoBot:
         ) -> dict[str, float]:
             return {"utilization": trading.risk_limit(limit, maximum=maximum).set(used)}
 
+        @router.post("/new-day", summary="Open a trading day: the daily loss counts from the equity now")
+        async def new_day() -> dict[str, float]:
+            self.new_day()
+            return {"day_open_equity": round(self.day_open_equity, 2), "daily_loss": self.daily_loss()}
+
         @router.get("/status", summary="The bot's state")
         async def status() -> dict[str, Any]:
             return {
@@ -300,9 +326,15 @@ class DemoBot:
                 "stale": self.stale(),
                 "feeds": {s: round(f.age(), 3) for s, f in self.feeds.items()},
                 "equity": round(self.equity(), 2),
+                "day_open_equity": round(self.day_open_equity, 2),
+                "daily_loss": round(self.daily_loss(), 2),
             }
 
         return router
+
+
+def _utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()
 
 
 def attach_bot(app: Any, exchange_url: str) -> DemoBot | None:

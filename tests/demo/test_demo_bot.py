@@ -115,3 +115,30 @@ def test_demo_bot_false_leaves_it_out(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [404, False], out.stderr
+
+
+def test_daily_loss_counts_from_the_trading_days_opening_equity() -> None:
+    import datetime
+
+    from otel_trader.demo.bot import DemoBot
+
+    bot = DemoBot("http://127.0.0.1:9")
+    assert bot.daily_loss() == 0.0  # no prices yet: nothing to value
+    bot.prices = {"BTC-USDT": 100.0}
+    bot.balances = {"USDT": 9_000.0, "BTC": 10.0}
+    bot.new_day()
+    assert bot.day_open_equity == 10_000.0
+    bot.prices["BTC-USDT"] = 90.0
+    assert bot.daily_loss() == pytest.approx(100.0)
+    bot.prices["BTC-USDT"] = 120.0
+    assert bot.daily_loss() == 0.0  # up on the day is no loss
+    bot.prices["BTC-USDT"] = 95.0
+    bot.new_day()  # reopened: the loss so far is behind it
+    assert bot.daily_loss() == 0.0
+    bot.prices["BTC-USDT"] = 94.0
+    assert bot.daily_loss() == pytest.approx(10.0)
+    # Midnight UTC opens the next day at the equity then.
+    bot.day -= datetime.timedelta(days=1)
+    assert bot.daily_loss() == 0.0
+    assert bot.day == datetime.datetime.now(datetime.UTC).date()
+    assert bot.day_open_equity == pytest.approx(9_940.0)
