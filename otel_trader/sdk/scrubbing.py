@@ -268,6 +268,12 @@ class ScrubbingSpanExporter(_Wrapper, SpanExporter):
 
         return export_packed(self.inner, items, packer, self._resources)
 
+    def packed_encoder(self, scrub: bool = False) -> Any:
+        """The exporter underneath's packed-span encoder, scrubbing (``span_queue.packed_encoder``)."""
+        from otel_trader.sdk.span_queue import packed_encoder
+
+        return packed_encoder(self.inner, True)
+
     def _scrub(self, spans: Sequence[Any]) -> Sequence[Any]:
         resources = self._resources
         try:

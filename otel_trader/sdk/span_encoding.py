@@ -13,6 +13,7 @@ that batch, so what is logged and dropped stays the SDK's decision.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
 
-from otel_trader.redaction import redact_attribute, redact_text
+from otel_trader.redaction import redact_attribute, redact_text, rules_version
 from otel_trader.sdk import gil
 from otel_trader.sdk.scrubbing import scrub_span
 from otel_trader.sdk.span_queue import _CONTEXT_AS_TUPLE
@@ -333,6 +334,8 @@ class SpanEncoder:
     def _chunks(
         self, items: Sequence[Any], origins: list[tuple[Any, Any]], encoded: list[bytes], limit: int
     ) -> list[tuple[Sequence[Any], bytes]]:
+        if sum(map(len, encoded)) + len(encoded) <= limit:  # the common case: one request
+            return [(items, self._request(origins, encoded))]
         chunks: list[tuple[Sequence[Any], bytes]] = []
         start, total = 0, 0
         for index, item in enumerate(encoded):
@@ -355,30 +358,31 @@ class SpanEncoder:
         Reads the tuples themselves instead of rebuilding ``ReadableSpan`` objects first. With
         ``scrub`` (the scrubbing exporter's resource cache) the request is that of the spans as
         ``scrub_span`` leaves them; scrubbed attribute pairs and names are cached in encoded form
-        like the others, so a repeated value is scrubbed once. A span with events or links, or
-        an item that is not a packed tuple, goes through ``unpack``, ``scrub_span`` and
-        :meth:`_span`. The contract is :meth:`encode_requests`'s bytes for the same spans
+        like the others, so a repeated value is scrubbed once. An item the queue holds encoded
+        already, ``(origin, bytes)`` from :meth:`encode_packed_span` with the same ``scrub``,
+        is joined as it is. A span with events or links, or an item that is not a packed
+        tuple, goes through ``unpack``, ``scrub_span`` and :meth:`_span`. The contract is :meth:`encode_requests`'s bytes for the same spans
         (``tests/core/test_span_export.py``).
         """
-        from otel_trader.redaction import rules_version
-
-        if scrub is not None and self._rules is not rules_version():
-            for (_, scrubbed), cache in self._fields.items():
-                if scrubbed:
-                    cache.clear()
-            self._scrubbed_names.clear()
-            self._rules = rules_version()
+        if scrub is not None:
+            self._follow_rules()
         origins: list[tuple[Any, Any]] = []
         encoded: list[bytes] = []
         table = packer._origins
         step = gil.pacer().step
+        #: packed origin → (resource as exported, scope): one object per origin in the batch.
+        resolved: dict[Any, tuple[Any, Any]] = {}
         for item in items:
+            if type(item) is tuple and len(item) == 2:  # encoded when it ended: (origin, bytes)
+                origin, data = item
+                pair = resolved.get(origin) if type(origin) is int else None
+                if pair is None:
+                    pair = resolved[origin] = self._resolve(origin, table, scrub)
+                origins.append(pair)
+                encoded.append(data)
+                continue  # nothing to hand the GIL over for
             if type(item) is tuple and not item[17] and not item[19]:  # no events, no links
-                origin = item[11]
-                resource, scope, _ = table[origin] if type(origin) is int else origin
-                if scrub is not None:
-                    resource = scrub.get(resource)
-                origins.append((resource, scope or None))
+                origins.append(self._resolve(item[11], table, scrub))
                 encoded.append(self._packed_span(item, scrub is not None))
             else:
                 span = packer.unpack(item)
@@ -388,6 +392,34 @@ class SpanEncoder:
                 encoded.append(self._span(span))
             step()  # the export thread does not hold the GIL for a whole batch
         return self._chunks(items, origins, encoded, limit)
+
+    @staticmethod
+    def _resolve(origin: Any, table: Sequence[Any], scrub: Any) -> tuple[Any, Any]:
+        """(resource as exported, scope) of a packed span's origin (index or objects)."""
+        resource, scope, _ = table[origin] if type(origin) is int else origin
+        if scrub is not None:
+            resource = scrub.get(resource)
+        return resource, scope or None
+
+    def _follow_rules(self) -> None:
+        """Forget the scrubbed encodings made under redaction rules that have changed since."""
+        if self._rules is not rules_version():
+            for (_, scrubbed), cache in self._fields.items():
+                if scrubbed:
+                    cache.clear()
+            self._scrubbed_names.clear()
+            self._rules = rules_version()
+
+    def encode_packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:
+        """One packed span without events or links as its ``Span`` message (scrubbed if ``scrub``).
+
+        What the span adds to a request :meth:`encode_packed_requests` makes, so that the queue
+        may hold it as ``(origin, bytes)`` (see ``span_queue.packed_encoder``). Raises where
+        :meth:`_packed_span` cannot encode the span as the SDK would.
+        """
+        if scrub and self._rules is not rules_version():
+            self._follow_rules()
+        return self._packed_span(item, scrub)
 
     def _packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:
         """:meth:`_span` of the span ``item`` was packed from (no events or links), scrubbed if ``scrub``."""
@@ -423,7 +455,12 @@ class SpanEncoder:
 
     def _request(self, origins: Sequence[tuple[Any, Any]], encoded: list[bytes]) -> bytes:
         """The request of spans ``encoded`` (``_span`` each), of ``origins`` (resource, scope) each."""
-        groups: dict[Any, dict[Any, list[bytes]]] = {}
+        # One resource and scope for all (compared by identity first): the common case.
+        if origins and origins.count(origins[0]) == len(origins):
+            resource, scope = origins[0]
+            groups: dict[Any, dict[Any, list[bytes]]] = {resource: {scope: encoded}}
+            return self._grouped_request(groups)
+        groups = {}
         # Consecutive spans nearly always share their resource and scope objects; equal but
         # distinct objects still land in one group, as in the SDK (it hashes every span's).
         by_identity: dict[tuple[int, int], list[bytes]] = {}
@@ -434,14 +471,17 @@ class SpanEncoder:
                 target = groups.setdefault(resource, {}).setdefault(scope, [])
                 by_identity[key] = target
             target.append(item)
+        return self._grouped_request(groups)
+
+    def _grouped_request(self, groups: dict[Any, dict[Any, list[bytes]]]) -> bytes:
+        """The request of spans encoded and grouped by resource, then scope (in first-seen order)."""
         out = []
         for resource, scopes in groups.items():
             parts = [self._message(resource, self._resource)]
             for scope, encoded_spans in scopes.items():
                 scope_parts = [self._message(scope, self._scope) if scope is not None else b"\x0a\x00"]
-                for item in encoded_spans:
-                    scope_parts.append(b"\x12")
-                    scope_parts.append(item)
+                if encoded_spans:  # each span is field 2 of ScopeSpans
+                    scope_parts.append(b"\x12" + b"\x12".join(encoded_spans))
                 schema_url = scope.schema_url if scope is not None else None
                 if schema_url:
                     scope_parts.append(_string(b"\x1a", schema_url))
@@ -540,6 +580,12 @@ def _exporter_class(base: type) -> type:
                 logger.debug("otel-trader: packed spans encoded the SDK's way", exc_info=True)
                 return NotImplemented  # nothing was sent: the caller unpacks them
             return self._send(requests)
+
+        def packed_encoder(self, scrub: bool = False) -> Any:
+            """What encodes one packed span as :meth:`export_packed` would (``span_queue.packed_encoder``)."""
+            if self._otel_trader_limit is None:
+                return None
+            return functools.partial(self._otel_trader_encoder.encode_packed_span, scrub=scrub)
 
         def _send(self, requests: Sequence[tuple[Sequence[Any], bytes | None]]) -> Any:
             """One request per chunk (its payload when encoded, else the SDK encodes it); a failure if any failed."""

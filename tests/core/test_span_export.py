@@ -267,19 +267,26 @@ def secret_spans() -> list[ReadableSpan]:
     return collect.spans
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["packed", "encoded as they ended"])
 @pytest.mark.parametrize("scrubbed", [False, True], ids=["as is", "scrubbed"])
 @pytest.mark.parametrize("limit", [2 * 1024 * 1024, 700], ids=["one request", "cut by size"])
-def test_packed_spans_encode_to_the_requests_of_the_spans_they_were_packed_from(spans, scrubbed, limit):
+def test_packed_spans_encode_to_the_requests_of_the_spans_they_were_packed_from(spans, scrubbed, limit, early):
     from otel_trader.sdk.scrubbing import _ResourceCache, scrub_span
 
     batch = [*spans, *secret_spans()]
     packer = SpanPacker()
     items = [packer.pack(span) for span in batch]
+    rebuilt = [packer.unpack(item) for item in items] + [batch[0]]
+    encoder = SpanEncoder()
+    if early:  # what the queue holds where the exporter encodes spans as they end
+        items = [
+            (item[11], encoder.encode_packed_span(item, scrubbed)) if not item[17] and not item[19] else item
+            for item in items
+        ]
+        assert sum(len(item) == 2 for item in items) > 3 and sum(len(item) > 2 for item in items) > 3
     items.append(batch[0])  # an item the queue kept unpacked (another span implementation)
-    rebuilt = [packer.unpack(item) for item in items]
     reference_spans = [scrub_span(s, _ResourceCache()) for s in rebuilt] if scrubbed else rebuilt
     reference = SpanEncoder().encode_requests(reference_spans, limit)
-    encoder = SpanEncoder()
     for _ in range(2):  # and again from its caches
         ours = encoder.encode_packed_requests(items, packer, _ResourceCache() if scrubbed else None, limit)
         assert [payload for _, payload in ours] == [payload for _, payload in reference]
@@ -369,8 +376,45 @@ def test_the_export_chain_sends_packed_spans_scrubbed_or_unpacks_them_for_a_wrap
     if proxied:  # the wrapper saw the spans, rebuilt and scrubbed, as exporters always do
         assert [s.name for s in proxy.seen] == [scrub_span(s).name for s in originals]
         assert all(isinstance(s, ReadableSpan) for s in data)
-    else:  # the tuples themselves were encoded
-        assert all(type(item) is tuple for item in data)
+    else:  # the spans were encoded as they ended, and the queue held (origin, bytes)
+        assert all(type(item) is tuple and len(item) == 2 and type(item[1]) is bytes for item in data)
+
+
+def test_a_span_the_fast_encoder_refuses_goes_the_sdk_s_way_beside_spans_encoded_as_they_ended(caplog):
+    """Encoded spans cannot be rebuilt: when the batch falls back, they go in a request of their own."""
+    from otel_trader.sdk.exporters import ForkSafe
+    from otel_trader.sdk.scrubbing import ScrubbingSpanExporter
+
+    grpc_exporter = fast_grpc_span_exporter(endpoint="127.0.0.1:9", insecure=True, max_request_bytes=2 * 1024 * 1024)
+    sent: list[Any] = []
+
+    def attempt(data: Any) -> Any:
+        sent.append(ExportTraceServiceRequest.FromString(grpc_exporter._translate_data(data)))
+        return SpanExportResult.SUCCESS
+
+    grpc_exporter._export = attempt
+    chain = ScrubbingSpanExporter(ForkSafe(lambda: grpc_exporter, None, "spans"))
+    processor = CompactBatchSpanProcessor(chain, schedule_delay_millis=60_000, max_export_batch_size=512)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(3):
+        with tracer.start_as_current_span("fine", attributes={"i": i}):
+            pass
+    with tracer.start_as_current_span("odd", attributes={"huge": 2**70, "ok": "x"}):
+        pass
+    queued = [item for batcher in processor._batchers for item in batcher._queue]
+    assert sorted(len(item) for item in queued)[:3] == [2, 2, 2] and max(len(item) for item in queued) > 2
+    try:
+        assert processor.force_flush(10_000)
+    finally:
+        processor.shutdown()
+    names = sorted(span.name for request in sent for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans)
+    assert names == ["fine", "fine", "fine", "odd"]
+    (odd,) = [span for r in sent for rs in r.resource_spans for ss in rs.scope_spans for span in ss.spans if span.name == "odd"]
+    assert [kv.key for kv in odd.attributes] == ["ok"]  # the SDK's encoder dropped the key and logged it
+    assert "huge" in caplog.text
+    assert len(sent) == 2 and "could not be exported" not in caplog.text
 
 
 def test_the_serialized_request_reaches_a_grpc_server_also_after_the_channel_is_re_created(spans):
