@@ -188,13 +188,13 @@ class ForkSafe:
 
         return self._reported(lambda: export_packed(self.inner, items, packer, scrub))
 
-    def packed_encoder(self, scrub: bool = False) -> Any:
-        """This process's exporter's packed-span encoder (``span_queue.packed_encoder``)."""
+    def span_encoder(self, scrub: bool = False) -> Any:
+        """This process's exporter's span encoder (``span_queue.span_encoder``)."""
         if self._size_of is not None:
             return None
-        from otel_trader.sdk.span_queue import packed_encoder
+        from otel_trader.sdk.span_queue import span_encoder
 
-        return packed_encoder(self.inner, scrub)
+        return span_encoder(self.inner, scrub)
 
     def _reported(self, export: Callable[[], Any]) -> Any:
         """``export()``'s result, reported to the health tracker (NotImplemented: nothing was sent)."""

@@ -268,11 +268,11 @@ class ScrubbingSpanExporter(_Wrapper, SpanExporter):
 
         return export_packed(self.inner, items, packer, self._resources)
 
-    def packed_encoder(self, scrub: bool = False) -> Any:
-        """The exporter underneath's packed-span encoder, scrubbing (``span_queue.packed_encoder``)."""
-        from otel_trader.sdk.span_queue import packed_encoder
+    def span_encoder(self, scrub: bool = False) -> Any:
+        """The exporter underneath's span encoder, scrubbing (``span_queue.span_encoder``)."""
+        from otel_trader.sdk.span_queue import span_encoder
 
-        return packed_encoder(self.inner, True)
+        return span_encoder(self.inner, True)
 
     def _scrub(self, spans: Sequence[Any]) -> Sequence[Any]:
         resources = self._resources

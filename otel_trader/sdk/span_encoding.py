@@ -24,7 +24,7 @@ from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, StatusCode
 from otel_trader.redaction import redact_attribute, redact_text, rules_version
 from otel_trader.sdk import gil
 from otel_trader.sdk.scrubbing import scrub_span
-from otel_trader.sdk.span_queue import _CONTEXT_AS_TUPLE
+from otel_trader.sdk.span_queue import _CONTEXT_AS_TUPLE, _KIND_VALUES, UNSET_STATUS
 from otel_trader.sdk.span_queue import _FIXED as _PACKED_FIXED
 
 logger = logging.getLogger("otel_trader")
@@ -53,6 +53,7 @@ _STATUS_FIELDS = {
     code.value: (b"\x7a\x02\x18" + bytes((code.value,))) if code.value else b"\x7a\x00" for code in StatusCode
 }
 _CODE_VALUES = {id(code): code.value for code in StatusCode}
+_NO_ATTRIBUTES: dict[str, Any] = {}
 #: The kind field by the enum value, as packed spans carry it (span_queue.SpanPacker.pack).
 _KIND_FIELDS_BY_VALUE = {kind.value: _KIND_FIELDS[id(kind)] for kind in SpanKind}
 #: Entries per cache; a cache that fills up is cleared (values with many distinct forms, such as
@@ -90,7 +91,11 @@ def _string(tag: bytes, text: str) -> bytes:
 def _prefixed(payload: bytes) -> bytes:
     """``payload`` after its length: a message field's value, without the tag."""
     n = len(payload)
-    return (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+    if n < 0x80:
+        return _SMALL[n] + payload
+    if n < 0x4000:  # a span's message, mostly: two bytes
+        return bytes((n & 0x7F | 0x80, n >> 7)) + payload
+    return _varint(n) + payload
 
 
 def _times(start: int | None, end: int | None) -> bytes:
@@ -359,7 +364,7 @@ class SpanEncoder:
         ``scrub`` (the scrubbing exporter's resource cache) the request is that of the spans as
         ``scrub_span`` leaves them; scrubbed attribute pairs and names are cached in encoded form
         like the others, so a repeated value is scrubbed once. An item the queue holds encoded
-        already, ``(origin, bytes)`` from :meth:`encode_packed_span` with the same ``scrub``,
+        already, ``(origin, bytes)`` from :meth:`encode_ended_span` with the same ``scrub``,
         is joined as it is. A span with events or links, or an item that is not a packed
         tuple, goes through ``unpack``, ``scrub_span`` and :meth:`_span`. The contract is :meth:`encode_requests`'s bytes for the same spans
         (``tests/core/test_span_export.py``).
@@ -410,21 +415,79 @@ class SpanEncoder:
             self._scrubbed_names.clear()
             self._rules = rules_version()
 
-    def encode_packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:
-        """One packed span without events or links as its ``Span`` message (scrubbed if ``scrub``).
+    def encode_ended_span(self, span: Any, scrub: bool) -> bytes:
+        """An ended span without events or links as its ``Span`` message (scrubbed if ``scrub``).
 
+        ``span``: a ``ReadableSpan`` or the SDK's ``Span`` (what ``SpanPacker.pack`` reads).
         What the span adds to a request :meth:`encode_packed_requests` makes, so that the queue
-        may hold it as ``(origin, bytes)`` (see ``span_queue.packed_encoder``). Raises where
-        :meth:`_packed_span` cannot encode the span as the SDK would.
+        may hold it as ``(origin, bytes)`` (see ``span_queue.span_encoder``): the same bytes as
+        :meth:`_packed_span` of its packed tuple. Raises where that cannot encode the span as
+        the SDK would.
         """
         if scrub and self._rules is not rules_version():
             self._follow_rules()
-        return self._packed_span(item, scrub)
+        context = span._context
+        if _CONTEXT_AS_TUPLE:
+            trace_id, span_id, _, _, state = context[:5]
+        else:
+            trace_id, span_id, state = context.trace_id, context.span_id, context.trace_state
+        parent = span._parent
+        attributes = span._attributes
+        items = getattr(attributes, "_dict", attributes) or _NO_ATTRIBUTES
+        status = span._status
+        if status is UNSET_STATUS:
+            code, description = 0, None
+        else:
+            code, description = _CODE_VALUES[id(status.status_code)], status.description
+        return self._span_message(
+            span._name,
+            trace_id,
+            span_id,
+            None if state is DEFAULT_TRACE_STATE or not state else state.to_header(),
+            None if parent is None else parent.span_id,
+            None if parent is None else parent.is_remote,
+            _KIND_VALUES[id(span._kind)],
+            span._start_time,
+            span._end_time,
+            items.keys(),
+            items.values(),
+            len(items),
+            getattr(attributes, "dropped", 0),
+            code,
+            description,
+            scrub,
+        )
 
     def _packed_span(self, item: tuple[Any, ...], scrub: bool) -> bytes:
         """:meth:`_span` of the span ``item`` was packed from (no events or links), scrubbed if ``scrub``."""
         (name, trace_id, span_id, _, state, _, _, parent_span, _, _, parent_remote, _, kind, start, end,
          _, dropped, _, _, _, _, code, description, count) = item[:_PACKED_FIXED]  # fmt: skip
+        values = _PACKED_FIXED + count
+        return self._span_message(
+            name, trace_id, span_id, state, parent_span, parent_remote, kind, start, end,
+            item[_PACKED_FIXED:values], item[values:], count, dropped, code, description, scrub,
+        )  # fmt: skip
+
+    def _span_message(
+        self,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        state: str | None,
+        parent_span: int | None,
+        parent_remote: bool | None,
+        kind: int,
+        start: int | None,
+        end: int | None,
+        keys: Iterable[str],
+        values: Any,
+        count: int,
+        dropped: int,
+        code: int,
+        description: str | None,
+        scrub: bool,
+    ) -> bytes:
+        """A span without events or links from its fields (as packed: trace state as its header, enum values)."""
         names = self._scrubbed_names if scrub else self._names
         encoded_name = names.get(name)
         if encoded_name is None:
@@ -443,8 +506,7 @@ class SpanEncoder:
         parts.append(_KIND_FIELDS_BY_VALUE[kind])
         parts.append(_times(start, end))
         if count:
-            values = _PACKED_FIXED + count
-            parts.append(self._pairs(b"\x4a", item[_PACKED_FIXED:values], item[values:], scrub))
+            parts.append(self._pairs(b"\x4a", keys, values, scrub))
             if dropped:
                 parts.append(b"\x50" + _varint(dropped))
         if description and scrub:
@@ -581,11 +643,11 @@ def _exporter_class(base: type) -> type:
                 return NotImplemented  # nothing was sent: the caller unpacks them
             return self._send(requests)
 
-        def packed_encoder(self, scrub: bool = False) -> Any:
-            """What encodes one packed span as :meth:`export_packed` would (``span_queue.packed_encoder``)."""
+        def span_encoder(self, scrub: bool = False) -> Any:
+            """What encodes one ended span as :meth:`export_packed` would (``span_queue.span_encoder``)."""
             if self._otel_trader_limit is None:
                 return None
-            return functools.partial(self._otel_trader_encoder.encode_packed_span, scrub=scrub)
+            return functools.partial(self._otel_trader_encoder.encode_ended_span, scrub=scrub)
 
         def _send(self, requests: Sequence[tuple[Sequence[Any], bytes | None]]) -> Any:
             """One request per chunk (its payload when encoded, else the SDK encodes it); a failure if any failed."""

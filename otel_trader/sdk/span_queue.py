@@ -18,7 +18,7 @@ tracked), so nothing of a queued span is ever promoted to the old generation. On
 (``tests/core/test_span_export.py`` compares both through the SDK's encoder and ``to_json``).
 Batching, queue limits, drop counting, flush, shutdown and fork handling are the SDK's.
 
-Where the exporter chain can (:func:`packed_encoder`: our OTLP/gRPC exporter, scrubbing or not),
+Where the exporter chain can (:func:`span_encoder`: our OTLP/gRPC exporter, scrubbing or not),
 a span without events or links is encoded as it ends and queued as ``(origin, bytes)``: the
 request is then a join on the export thread. Encoding whole batches there held the GIL for
 milliseconds at a time, long enough to stall every request in flight: under ``make bench-http``
@@ -45,7 +45,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from otel_trader.sdk import gil
 
-__all__ = ["CompactBatchSpanProcessor", "SpanPacker", "export_packed", "packed_encoder"]
+__all__ = ["CompactBatchSpanProcessor", "SpanPacker", "export_packed", "span_encoder"]
 
 logger = logging.getLogger("otel_trader")
 
@@ -156,6 +156,15 @@ class SpanPacker:
         self._by_scope[id(scope)] = (resource, scope, info, index)
         return origin
 
+    def origin_of(self, span: Any) -> Any:
+        """What a packed span holds for ``span``'s resource and scope: their index, or the objects."""
+        scope = span._instrumentation_scope
+        last = self._by_scope.get(id(scope))
+        info = span._instrumentation_info
+        if last is not None and last[0] is span._resource and last[1] is scope and last[2] is info:
+            return last[3]
+        return self._origin(span._resource, scope, info)[2]
+
     def pack(self, span: Any) -> tuple[Any, ...]:
         """``span`` (a ``ReadableSpan``) as one flat tuple of plain values (see the module docstring).
 
@@ -177,13 +186,7 @@ class SpanPacker:
         events = span._events
         links = span._links
         status = span._status
-        scope = span._instrumentation_scope
-        last = self._by_scope.get(id(scope))
-        info = span._instrumentation_info
-        if last is not None and last[0] is span._resource and last[1] is scope and last[2] is info:
-            packed_origin = last[3]
-        else:
-            packed_origin = self._origin(span._resource, scope, info)[2]
+        packed_origin = self.origin_of(span)
         if parent is None:
             parent_fields: tuple[Any, ...] = (None, None, None, None, None)
         else:
@@ -330,16 +333,17 @@ def export_packed(exporter: Any, items: Sequence[Any], packer: SpanPacker, scrub
     return method(exporter, items, packer, scrub)
 
 
-def packed_encoder(exporter: Any, scrub: bool = False) -> Any:
-    """``exporter.packed_encoder(scrub)`` where its class has one, else None.
+def span_encoder(exporter: Any, scrub: bool = False) -> Any:
+    """``exporter.span_encoder(scrub)`` where its class has one, else None.
 
-    The contract of ``packed_encoder``: None, or a function that takes a packed span without
-    events or links and returns bytes (or raises), such that ``export_packed`` of a batch in
-    which such items are replaced by ``(item[11], those bytes)`` exports exactly what it would
-    for the items themselves. Wrappers that define ``export_packed`` forward it, as they do
-    ``export_packed``; ``scrub``: a scrubbing wrapper is above.
+    The contract of ``span_encoder``: None, or a function that takes an ended span without
+    events or links (what :meth:`SpanPacker.pack` reads) and returns bytes (or raises), such
+    that ``export_packed`` of a batch holding ``(packer.origin_of(span), those bytes)`` in
+    place of ``packer.pack(span)`` exports exactly what it would for the packed span.
+    Wrappers that define ``export_packed`` forward it as they forward ``export_packed``;
+    ``scrub``: a scrubbing wrapper is above.
     """
-    method = getattr(type(exporter), "packed_encoder", None)
+    method = getattr(type(exporter), "span_encoder", None)
     return None if method is None else method(exporter, scrub)
 
 
@@ -424,8 +428,8 @@ class CompactBatchSpanProcessor(SpanProcessor):
         self._packer = SpanPacker()
         #: What the lanes export through (``span_exporter`` behind the unpacking).
         self.span_exporter = _Unpacking(span_exporter, self._packer)
-        #: Encodes a packed span for the exporter as it ends, where the exporter chain can.
-        self._encode = packed_encoder(span_exporter)
+        #: Encodes a span for the exporter as it ends, where the exporter chain can.
+        self._encode = span_encoder(span_exporter)
         queue = BatchSpanProcessor._default_max_queue_size() if max_queue_size is None else max_queue_size
         batch = (
             BatchSpanProcessor._default_max_export_batch_size()
@@ -465,18 +469,20 @@ class CompactBatchSpanProcessor(SpanProcessor):
         context = span.context
         if not (context and context.trace_flags & _SAMPLED):
             return
-        try:
-            item = self._packer.pack(span)
-        except Exception:  # a span of another implementation: queued as it is
-            logger.debug("otel-trader: span kept unpacked in the batch queue", exc_info=True)
-            item = span
-        else:
-            encode = self._encode
-            if encode is not None and not item[17] and not item[19]:  # no events, no links
-                try:
-                    item = (item[11], encode(item))
-                except Exception:  # what the exporter's encoder refuses goes its fallback way
-                    logger.debug("otel-trader: span queued packed, not encoded", exc_info=True)
+        item: Any = None
+        encode = self._encode
+        if encode is not None:
+            try:
+                if not span._events and not span._links:
+                    item = (self._packer.origin_of(span), encode(span))
+            except Exception:  # what the exporter's encoder refuses is packed, and goes its fallback way
+                logger.debug("otel-trader: span queued packed, not encoded", exc_info=True)
+        if item is None:
+            try:
+                item = self._packer.pack(span)
+            except Exception:  # a span of another implementation: queued as it is
+                logger.debug("otel-trader: span kept unpacked in the batch queue", exc_info=True)
+                item = span
         ended = self._ended
         self._ended = ended + 1
         batcher = self._batchers[(ended // self._batch) % len(self._batchers)]

@@ -280,8 +280,8 @@ def test_packed_spans_encode_to_the_requests_of_the_spans_they_were_packed_from(
     encoder = SpanEncoder()
     if early:  # what the queue holds where the exporter encodes spans as they end
         items = [
-            (item[11], encoder.encode_packed_span(item, scrubbed)) if not item[17] and not item[19] else item
-            for item in items
+            (packer.origin_of(span), encoder.encode_ended_span(span, scrubbed)) if not item[17] and not item[19] else item
+            for span, item in zip(batch, items, strict=True)
         ]
         assert sum(len(item) == 2 for item in items) > 3 and sum(len(item) > 2 for item in items) > 3
     items.append(batch[0])  # an item the queue kept unpacked (another span implementation)
