@@ -6,7 +6,9 @@ Every variant is its own uvicorn process serving ``benchmarks/loopback_app.py`` 
 as a deployment does. All servers are started first and stay up; each round then drives every
 variant in turn with ``wrk -t1 -c32`` (the order rotates per round), so slow phases of a shared
 machine hit all variants alike. Ratios to bare are taken within a round, then summarised over
-rounds as median (min–max). Each window also reports the server's cyclic-GC collections and
+rounds as median (min–max), or median [interquartile range] from 8 rounds on. This machine's
+speed drifts by a third within a minute, so many short windows (``--rounds 30 --seconds 2``)
+pair the variants closer in time than a few long ones. Each window also reports the server's cyclic-GC collections and
 pauses (``gc.callbacks`` in the app), the CPU of the server's threads other than the event loop's
 (export, metric reader, gRPC) and the collector's CPU per request.
 
@@ -20,7 +22,7 @@ collector is SIGKILLed and restarted every few seconds).
 checkout (``git archive HEAD | tar -x -C /tmp/base``), interleaved with the rest: before and
 after in the same run.
 
-    python benchmarks/loopback.py [--rounds 3] [--seconds 10] [--variants bare,full] [--baseline DIR] [--json out.json]
+    python benchmarks/loopback.py [--rounds 30] [--seconds 2] [--variants bare,full] [--baseline DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ done = function(summary, latency, requests)
 end
 """
 
-#: Seconds between collector kills in ``full_restart`` (it is back within ≈ 0.5 s each time).
+#: Seconds between collector kills in ``full_restart`` (it is back within ≈ 0.5 s each time); at
+#: most half a window, so that every window sees one.
 RESTART_EVERY = 3.0
 
 
@@ -232,12 +235,21 @@ class Result:
         return [w.wrk[key] for w in self.windows]
 
 
+#: From this many windows on, the spread shown is the interquartile range: min–max of many
+#: windows is the machine's worst and best moment, not the variant's.
+QUARTILES_FROM = 8
+
+
 def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    """Median (min–max), or median [25th–75th percentile] of :data:`QUARTILES_FROM` values or more."""
     if not values:
         return "—"
     med = statistics.median(values)
     if len(values) == 1:
         return fmt.format(med)
+    if len(values) >= QUARTILES_FROM:
+        low, _, high = statistics.quantiles(values, n=4)
+        return f"{fmt.format(med)} [{fmt.format(low)}–{fmt.format(high)}]"
     return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
@@ -250,11 +262,11 @@ def ratios(results: dict[str, Result], variant: str, key: str) -> list[float]:
 def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = None) -> None:
     print(f"\n{meta}\n")
     print(
-        "| variant | req/s | × bare | p50 ms | p99 ms | p99 ÷ bare | p99.9 ms | server CPU µs/req "
+        "| variant | req/s | × bare | p50 ms | p99 ms | p99 ÷ bare | p99 ÷ p50 | p99.9 ms | server CPU µs/req "
         "| of it, other threads | collector CPU µs/req | sink CPU µs/req | gen-2 GCs per 10k req "
         "| longest gen-2 pause |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ms = "{:.1f}"
     for variant, result in results.items():
         if not result.windows:
@@ -269,6 +281,7 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
             f"{spread([v / 1e3 for v in result.values('p50_us')], ms)} | "
             f"{spread([v / 1e3 for v in result.values('p99_us')], ms)} | "
             f"{'—' if is_bare else spread(ratios(results, variant, 'p99_us'), '{:.2f}')} | "
+            f"{statistics.median(w.wrk['p99_us'] / max(1, w.wrk['p50_us']) for w in result.windows):.2f} | "
             f"{spread([v / 1e3 for v in result.values('p999_us')], ms)} | "
             f"{spread([w.cpu_us_per_request for w in result.windows])} | "
             f"{spread([w.threads_us_per_request for w in result.windows])} | "
@@ -283,8 +296,8 @@ def print_tables(results: dict[str, Result], meta: str, baseline: Path | None = 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per window")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=2.0, help="wrk duration per window")
     parser.add_argument("--warmup", type=float, default=3.0, help="wrk warm-up per server, seconds")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list; bare is always included")
@@ -335,7 +348,7 @@ def main() -> int:
                     sink0 = proc_cpu_seconds(f"/proc/{sink.process.pid}/stat")
                     restarts = 0
                     if variant == "full_restart":
-                        with Restarter(collector, RESTART_EVERY) as restarter:
+                        with Restarter(collector, min(RESTART_EVERY, args.seconds / 2)) as restarter:
                             out = run_wrk(wrk, script, f"{server.url}/orders/1", args.seconds, args.connections)
                         restarts = restarter.restarts
                     else:
@@ -366,7 +379,7 @@ def main() -> int:
     import fastapi
 
     meta = (f"uvicorn 1 worker on loopback, `wrk -t1 -c{args.connections} -d{args.seconds:g}s`, {args.rounds} rounds "
-            f"(median, min–max), {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, FastAPI {fastapi.__version__}")
+            f"(median (min–max), or [interquartile range] from {QUARTILES_FROM}), {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, FastAPI {fastapi.__version__}")
     print_tables(results, meta, args.baseline)
     if args.json:
         args.json.write_text(json.dumps({v: [w.__dict__ for w in r.windows] for v, r in results.items()}, indent=1))
