@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,9 +39,12 @@ def die_with_parent() -> Callable[[], None] | None:
     """A preexec function asking Linux to SIGTERM the child when this process dies.
 
     Even if the Python parent is SIGKILLed (a test runner killed by a timeout), the collector
-    it started does not linger holding ports.
+    it started does not linger holding ports. Only for a child started from the main thread:
+    Linux sends the signal when the *thread* that forked the child ends (prctl(2),
+    PR_SET_PDEATHSIG), so a collector restarted by a helper thread would be stopped as soon as
+    that thread returned. Children of other threads are stopped by :meth:`stop` only.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
         return None
     parent = os.getpid()
 

@@ -96,3 +96,21 @@ def test_control_in_memory_queue_loses_data_on_crash(fleet, otlp, wait_until, tm
     # With retries every <= 2 s, queued data would arrive within ~3 s; wait a little longer.
     time.sleep(5.0)
     assert [s for s in sink.spans() if _mine(otlp)(s)] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_collector_restarted_by_a_helper_thread_outlives_that_thread(fleet, otlp):
+    """Linux sends the parent-death signal when the thread that started a child ends: a collector
+    restarted from a helper thread (a supervisor, a benchmark's restarter) must keep running."""
+    import threading
+
+    sink = fleet.sink()
+    main = fleet.main(sink)
+    restarter = threading.Thread(target=lambda: (main.kill(), main.start()))
+    restarter.start()
+    restarter.join(60)
+    pid = main.pid
+    time.sleep(1.0)  # the signal, had it been asked for, is delivered as the thread exits
+    assert main.running and main.pid == pid
+    sent = otlp.send_spans(main.otlp_grpc_endpoint, [{"name": "after-restart"} for _ in range(3)])
+    assert {s["spanId"] for s in sink.wait_for_spans(_mine(otlp), 3)} == set(sent)
