@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -54,7 +55,7 @@ VARIANTS = {
 
 def _noop_exporters(sdk_encoding: bool = False) -> tuple[Any, Any]:
     """A span exporter that encodes each batch as the real OTLP/gRPC one does and sends nothing
-    (otel_trader's: from the queued tuples; ``sdk_encoding``: the SDK's ``encode_spans``), and a
+    (otel_trader's: each span as it ends, then the request from the queue; ``sdk_encoding``: the SDK's ``encode_spans``), and a
     periodic metric reader whose exporter does nothing."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.metrics.export import (
@@ -83,6 +84,10 @@ def _noop_exporters(sdk_encoding: bool = False) -> tuple[Any, Any]:
                 return NotImplemented
             self.encoder.encode_packed_requests(items, packer, scrub, MAX_REQUEST_BYTES)
             return SpanExportResult.SUCCESS
+
+        def span_encoder(self, scrub: bool = False) -> Any:
+            # As the real one: spans are encoded as they end (span_queue.span_encoder).
+            return None if sdk_encoding else functools.partial(self.encoder.encode_ended_span, scrub=scrub)
 
     class Metrics(MetricExporter):
         def __init__(self) -> None:

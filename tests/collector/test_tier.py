@@ -436,23 +436,30 @@ def test_gateway_killed_and_restarted_loses_only_its_decision_buffer(
     at_sinks = wait_for(settled, 90, "the sinks to settle")
     sent_at = {int(i): t for r in results for i, t in r["sent_at"].items()}
     window = (kill_at - DECISION_WAIT_S - 2.0, kill_at + 1.0)
-    lost, partial, outside = [], [], []
+    lost, partial, duplicated, outside = [], [], [], []
     for i in range(traces):
         per_sink = at_sinks.get(plan.trace_id_hex(run, i), {})
         assert len(per_sink) <= 1, f"trace {i} on both gateways"
         ids = [s for spans in per_sink.values() for s in spans]
-        assert len(ids) == len(set(ids)), f"trace {i} has duplicate spans"  # nothing re-sent twice
+        if len(ids) != len(set(ids)):
+            # Delivery is at least once: a request the gateway took in and exported from, but
+            # was killed before answering, is sent again by the agent. Only around the kill.
+            duplicated.append(i)
+            if not window[0] <= sent_at[i] <= window[1]:
+                outside.append((i, sent_at[i] - kill_at, "duplicate"))
+            ids = list(set(ids))
         complete = len(ids) == plan.SPANS_PER_TRACE
         if not complete:
             (lost if not ids else partial).append(i)
             if not window[0] <= sent_at[i] <= window[1]:
                 outside.append((i, sent_at[i] - kill_at, len(ids)))
     # Only traces that were in the killed gateway's memory at the kill are missing or partial...
-    assert not outside, f"incomplete traces sent outside the kill window: {outside[:10]}"
+    assert not outside, f"incomplete or duplicated traces sent outside the kill window: {outside[:10]}"
     # ...at most what its traces_on_memory gauge showed, plus what it took in between that
     # reading and the kill and the decided traces still in its batch processor (well under a
     # second of its share of the traffic).
     assert len(lost) + len(partial) <= on_memory + rate * 1.0, (len(lost), len(partial), on_memory)
+    assert len(duplicated) <= rate * 1.0, duplicated  # at most the requests in flight at the kill
     # Traces sent while the gateway was down waited in the agent and reached it after the
     # restart, whole: the restarted gateway is routed to again.
     during = [i for i in range(traces) if kill_at + 1.0 < sent_at[i] < restart_at]
@@ -462,7 +469,8 @@ def test_gateway_killed_and_restarted_loses_only_its_decision_buffer(
     )
     assert 0.3 < len(on_gw2) / len(during) < 0.7
     assert gw2.self_metric("otelcol_receiver_accepted_spans_total") > 0
-    print(f"kill: on_memory={on_memory:g} lost={len(lost)} partial={len(partial)} max_queue={max(queued):g} "
+    print(f"kill: on_memory={on_memory:g} lost={len(lost)} partial={len(partial)} duplicated={len(duplicated)} "
+          f"max_queue={max(queued):g} "
           f"requests={len(app.statuses)}")
 
 
